@@ -1,0 +1,1 @@
+"""Building blocks shared by methods: linear-system solvers, inner solvers, hypergradients."""

@@ -1,0 +1,67 @@
+"""Hypergradient estimators of ``Ψ(x) = f(x, y*(x))`` used by ITD and AID.
+
+Exact hypergradient (implicit function theorem, [derived]):
+    ∇Ψ(x) = ∇_x f − ∇²_xy g [∇²_yy g]⁻¹ ∇_y f,   all at (x, y*(x)).          (H)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..oracle import Oracle
+from .linear_solvers import conjugate_gradient, fixed_point, neumann_series
+
+
+def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, solver: str,
+                           solver_steps: int, solver_lr: float = 1.0, solver_tol: float = 0.0,
+                           v0: torch.Tensor | None = None, batch_f=None, batch_g=None):
+    """AID: (H) at the approximate inner solution ``y``, with ``v ≈ [∇²_yy g]⁻¹ ∇_y f`` from a solver.
+
+    ``solver`` is ``"cg"`` (``solver_steps`` iterations, relative tolerance ``solver_tol``),
+    ``"neumann"`` (``solver_steps`` terms with step ``solver_lr``) or ``"fixed-point"``
+    (``solver_steps`` iterations with step ``solver_lr``, warm-started from ``v0``).
+    Returns ``(hypergradient, v, info)``; ``info`` holds the solver's iterations and residual.
+    Oracle cost: 1 f-gradient + the solver's ∇²_yy g products + 1 cross product ∇²_xy g·v.
+    """
+    grad_x_f, grad_y_f = oracle.grad("f", x, y, batch_f)
+
+    def matvec(u):
+        return oracle.hvp_yy("g", x, y, u, batch_g)
+
+    if solver == "cg":
+        v, info = conjugate_gradient(matvec, grad_y_f, solver_steps, tol=solver_tol, v0=v0)
+    elif solver == "neumann":
+        v, info = neumann_series(matvec, grad_y_f, solver_lr, solver_steps)
+    elif solver == "fixed-point":
+        v, info = fixed_point(matvec, grad_y_f, solver_lr, solver_steps, v0=v0)
+    else:
+        raise ValueError(f"unknown linear solver {solver!r}; choose cg, neumann or fixed-point")
+    hypergradient = grad_x_f - oracle.cross_xy("g", x, y, v, batch_g)
+    return hypergradient, v, info
+
+
+def unrolled_hypergradient(oracle: Oracle, x: torch.Tensor, y0: torch.Tensor, lr: float, steps: int,
+                           sampler=None, batch_f=None):
+    """ITD: reverse-mode differentiation of ``f(x, y_T(x))`` through T gradient steps.
+
+    Forward: ``y_{t+1} = y_t − lr ∇_y g(x, y_t)`` (y0 treated as independent of x). Backward
+    (adjoint recursion, exactly what autograd computes through the unrolled graph):
+        a_T = ∇_y f(x, y_T),  h = ∇_x f(x, y_T),
+        h ← h − lr ∇²_xy g(x, y_t)·a_{t+1},  a_t = a_{t+1} − lr ∇²_yy g(x, y_t)·a_{t+1},  t = T−1..0.
+    The graph of each step's gradient is kept (as reverse mode does); each backward step is one
+    pullback. Oracle cost: T g-gradients + T second-order products + 1 f-gradient.
+    Returns ``(hypergradient, y_T)``.
+    """
+    pullbacks = []
+    y = y0
+    for _ in range(steps):
+        batch = sampler() if sampler is not None else None
+        grad_y, pullback = oracle.grad_y_with_pullback("g", x, y, batch)
+        pullbacks.append(pullback)
+        y = y - lr * grad_y
+    hypergradient, adjoint = oracle.grad("f", x, y, batch_f)
+    for pullback in reversed(pullbacks):
+        cross, hyy = pullback(adjoint)
+        hypergradient = hypergradient - lr * cross
+        adjoint = adjoint - lr * hyy
+    return hypergradient, y.detach()

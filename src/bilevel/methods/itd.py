@@ -1,0 +1,35 @@
+"""ITD: iterative differentiation (reverse mode through T unrolled inner gradient steps).
+
+Maclaurin et al. 2015, Franceschi et al. 2017; baseline of all three papers (``specs/fsba.md`` §9.2:
+T = 10 inner GD steps with the graph kept, backpropagation of the upper loss, warm start).
+The estimate is the exact gradient of ``x ↦ f(x, y_T(x))`` (see
+:func:`~bilevel.components.hypergradients.unrolled_hypergradient`); it converges to ∇Ψ as T grows
+when the inner map is a contraction (``inner_lr < 2/L_g``). Oracle cost per outer step:
+T g-gradients + T second-order products + 1 f-gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..components.hypergradients import unrolled_hypergradient
+from .base import HypergradientMethod
+
+
+@dataclass(frozen=True)
+class ITD(HypergradientMethod):
+    """Parameters: ``inner_steps`` T, ``inner_lr`` (GD step on g), ``outer_lr``, ``warm_start``, ``batch_size``."""
+
+    name = "itd"
+    positive = ("outer_lr", "inner_lr", "batch_size")
+    counts = ("inner_steps",)
+
+    inner_steps: int = 10
+    inner_lr: float = 0.1
+
+    def hypergradient(self, oracle, x, y_init, state):
+        return unrolled_hypergradient(
+            oracle, x, y_init, self.inner_lr, self.inner_steps,
+            sampler=self.sampler(oracle, state, "g"),
+            batch_f=oracle.sample("f", self.batch_size, state.rng),
+        )

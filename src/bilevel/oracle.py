@@ -1,0 +1,226 @@
+"""The counting oracle: the only way a method touches a problem.
+
+Every derivative comes from autograd: gradients and second-order products by reverse mode
+(``torch.autograd``, double backward for Hessian-vector products), batched values and full
+Hessians by ``torch.func`` (``vmap``, ``hessian``). Design choice, measured: on CPU for the
+quadratic problem (n = 1024, p = d = 100) ``torch.func``'s forward-over-reverse HVP took 3.7 ms
+against 0.6 ms for double backward, and ``torch.func.grad`` 0.74 ms against 0.40 ms.
+Every call is counted by kind:
+
+========== ==================================================================================
+kind        what one count is
+========== ==================================================================================
+value       one function value at one point (a batched call of B points counts B)
+grad        one gradient with respect to (x, y) or a block of it, at one point
+hvp         one second-order product: a Hessian-vector product of any block, a mixed
+            Jacobian-vector product (∇²_xy h·v) or a vector-Jacobian product through a gradient
+hessian     one full Hessian (all four blocks) at one point
+========== ==================================================================================
+
+Counts are kept per level (``f`` upper, ``g`` lower) as ``"<level>_<kind>"``. Figures read the
+counts from here; nothing else in the package may hard-code oracle costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import func as tf
+
+from .problems.base import BilevelProblem
+
+LEVELS = ("f", "g")
+KINDS = ("value", "grad", "hvp", "hessian")
+COUNT_KEYS = tuple(f"{level}_{kind}" for level in LEVELS for kind in KINDS)
+
+
+def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """autograd returns None for a block the output does not depend on: that derivative is zero."""
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be 'f' (upper) or 'g' (lower), got {level!r}")
+
+
+class Oracle:
+    """Counted access to the values and derivatives of a :class:`BilevelProblem`.
+
+    Examples
+    --------
+    >>> oracle = Oracle(problem)
+    >>> gx, gy = oracle.grad("g", x, y)           # counts g_grad += 1
+    >>> hx, hy = oracle.hvp("g", x, y, dy=v)      # ∇²_xy g·v and ∇²_yy g·v, counts g_hvp += 1
+    """
+
+    def __init__(self, problem: BilevelProblem):
+        self.problem = problem
+        self.counts: dict[str, int] = dict.fromkeys(COUNT_KEYS, 0)
+        self._fn = {lv: self._objective(lv) for lv in LEVELS}
+
+    def _objective(self, level: str) -> Callable:
+        problem = self.problem
+
+        def fn(x, y, batch):
+            return problem.call(level, x, y, batch)
+
+        return fn
+
+    def _count(self, level: str, kind: str, n: int = 1) -> None:
+        self.counts[f"{level}_{kind}"] += int(n)
+
+    # ----------------------------------------------------------------------------------- counts
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the per-kind counts."""
+        return dict(self.counts)
+
+    @property
+    def oracle_calls(self) -> int:
+        """Derivative oracle calls: gradients + second-order products + Hessians, both levels."""
+        return sum(v for k, v in self.counts.items() if not k.endswith("_value"))
+
+    @property
+    def function_evals(self) -> int:
+        """Function values, both levels (the zeroth-order cost)."""
+        return self.counts["f_value"] + self.counts["g_value"]
+
+    # ----------------------------------------------------------------------------------- values
+    def value(self, level: str, x, y, batch=None) -> torch.Tensor:
+        """``h(x, y[, batch])`` for ``h = f`` or ``g``; counts one value."""
+        _check_level(level)
+        self._count(level, "value")
+        return self._fn[level](x, y, batch)
+
+    def values(self, level: str, xs, ys, batch=None) -> torch.Tensor:
+        """Values at B points in ONE vectorized call; counts B values.
+
+        ``xs`` (B, d) and ``ys`` (B, p) are the points; ``batch`` is ``None`` (full data), a 1-D
+        index tensor shared by all points, or a 2-D (B, b) tensor giving each point its own samples.
+        """
+        _check_level(level)
+        if xs.ndim != 2 or ys.ndim != 2 or xs.shape[0] != ys.shape[0]:
+            raise ValueError(f"values() needs xs (B, d) and ys (B, p) with the same B, got {tuple(xs.shape)}, {tuple(ys.shape)}")
+        per_point = batch is not None and batch.ndim == 2
+        if per_point and batch.shape[0] != xs.shape[0]:
+            raise ValueError(f"per-point batch has {batch.shape[0]} rows for {xs.shape[0]} points")
+        self._count(level, "value", xs.shape[0])
+        return tf.vmap(self._fn[level], in_dims=(0, 0, 0 if per_point else None))(xs, ys, batch)
+
+    # -------------------------------------------------------------------------------- gradients
+    def _autograd(self, level, x, y, batch, wrt: str, create_graph: bool = False, track: str | None = None):
+        """Reverse-mode gradient of h w.r.t. the blocks in ``wrt`` (``"x"``, ``"y"`` or ``"xy"``).
+
+        ``track`` (default ``wrt``) names the blocks made graph leaves, so that a later backward
+        through the returned gradients can reach them. Returns ``((x_leaf, y_leaf), grads)``.
+        """
+        track = wrt if track is None else track
+        xx = x.detach().requires_grad_("x" in track)
+        yy = y.detach().requires_grad_("y" in track)
+        out = self._fn[level](xx, yy, batch)
+        inputs = [t for t, name in ((xx, "x"), (yy, "y")) if name in wrt]
+        grads = torch.autograd.grad(out, inputs, create_graph=create_graph, allow_unused=True)
+        return (xx, yy), [_zeros_if_none(g, t) for t, g in zip(inputs, grads, strict=True)]
+
+    def grad(self, level: str, x, y, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(∇_x h, ∇_y h)`` at ``(x, y)``; counts one gradient."""
+        _check_level(level)
+        self._count(level, "grad")
+        with torch.enable_grad():
+            _, (gx, gy) = self._autograd(level, x, y, batch, "xy")
+        return gx, gy
+
+    def grad_y(self, level: str, x, y, batch=None) -> torch.Tensor:
+        """``∇_y h`` only (one gradient)."""
+        _check_level(level)
+        self._count(level, "grad")
+        with torch.enable_grad():
+            return self._autograd(level, x, y, batch, "y")[1][0]
+
+    def grad_x(self, level: str, x, y, batch=None) -> torch.Tensor:
+        """``∇_x h`` only (one gradient)."""
+        _check_level(level)
+        self._count(level, "grad")
+        with torch.enable_grad():
+            return self._autograd(level, x, y, batch, "x")[1][0]
+
+    def grad_y_with_pullback(self, level: str, x, y, batch=None):
+        """``∇_y h`` and a pullback ``a -> (∇²_xy h·a, ∇²_yy h·a)`` through it (reverse mode).
+
+        Used by unrolled differentiation (ITD): the forward pass keeps the graph of each step's
+        gradient, the backward pass calls the pullback once per step. Counts one gradient now and
+        one second-order product per pullback call.
+        """
+        _check_level(level)
+        self._count(level, "grad")
+        with torch.enable_grad():
+            leaves, (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True, track="xy")
+
+        def pullback(adjoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            self._count(level, "hvp")
+            with torch.enable_grad():
+                out = torch.autograd.grad(gy, leaves, adjoint, retain_graph=True, allow_unused=True)
+            return tuple(_zeros_if_none(g, t) for t, g in zip(leaves, out, strict=True))
+
+        return gy.detach(), pullback
+
+    # ------------------------------------------------------------------------ second order
+    def hvp(self, level: str, x, y, dx=None, dy=None, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint Hessian-vector product along ``(dx, dy)`` (zeros where omitted); one count.
+
+        Returns ``(∇²_xx h·dx + ∇²_xy h·dy, ∇²_yx h·dx + ∇²_yy h·dy)`` (double backward).
+        """
+        _check_level(level)
+        self._count(level, "hvp")
+        dx = torch.zeros_like(x) if dx is None else dx
+        dy = torch.zeros_like(y) if dy is None else dy
+        with torch.enable_grad():
+            leaves, (gx, gy) = self._autograd(level, x, y, batch, "xy", create_graph=True)
+            dot = (gx * dx).sum() + (gy * dy).sum()
+            out = torch.autograd.grad(dot, leaves, allow_unused=True)
+        return tuple(_zeros_if_none(g, t) for t, g in zip((x, y), out, strict=True))
+
+    def hvp_yy(self, level: str, x, y, v, batch=None) -> torch.Tensor:
+        """``∇²_yy h·v`` (p-vector); one second-order product."""
+        _check_level(level)
+        self._count(level, "hvp")
+        with torch.enable_grad():
+            (_, yy), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True)
+            (out,) = torch.autograd.grad(gy, yy, v, allow_unused=True)
+        return _zeros_if_none(out, y)
+
+    def cross_xy(self, level: str, x, y, v, batch=None) -> torch.Tensor:
+        """``∇²_xy h·v`` (d-vector: derivative in x of ⟨∇_y h, v⟩); one second-order product."""
+        _check_level(level)
+        self._count(level, "hvp")
+        with torch.enable_grad():
+            (xx, _), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True, track="xy")
+            (out,) = torch.autograd.grad(gy, xx, v, allow_unused=True)
+        return _zeros_if_none(out, x)
+
+    def hvps_yy(self, level: str, x, y, vs, batch=None) -> torch.Tensor:
+        """``∇²_yy h·v`` for the K rows of ``vs`` (K, p) in one vectorized backward; counts K."""
+        _check_level(level)
+        self._count(level, "hvp", vs.shape[0])
+        with torch.enable_grad():
+            (_, yy), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True)
+            (out,) = torch.autograd.grad(gy, yy, vs, is_grads_batched=True, allow_unused=True)
+        return _zeros_if_none(out, vs)
+
+    def hessian(self, level: str, x, y, batch=None) -> dict[str, torch.Tensor]:
+        """All blocks ``{"xx", "xy", "yx", "yy"}`` of the Hessian at one point; one count."""
+        _check_level(level)
+        self._count(level, "hessian")
+        blocks = tf.hessian(self._fn[level], argnums=(0, 1))(x, y, batch)
+        return {"xx": blocks[0][0], "xy": blocks[0][1], "yx": blocks[1][0], "yy": blocks[1][1]}
+
+    # -------------------------------------------------------------------------------- sampling
+    def sample(self, level: str, batch_size: int | None, generator: torch.Generator) -> torch.Tensor | None:
+        """Uniform sample indices (with replacement) of a finite-sum level; ``None`` = full batch."""
+        _check_level(level)
+        n = self.problem.n_samples.get(level)
+        if batch_size is None or n is None:
+            return None
+        idx = torch.randint(n, (int(batch_size),), generator=generator)
+        return idx.to(self.problem.device)

@@ -1,0 +1,34 @@
+"""Problems: data plus pure torch functions; a registry of the built-in ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import BilevelProblem, ClosedForm, MinimaxProblem
+from .quadratic import make_quadratic
+
+_REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
+    "quadratic": make_quadratic,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`make`."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **params) -> BilevelProblem | MinimaxProblem:
+    """Build a registered problem, e.g. ``make("quadratic", dim_inner=20, dim_outer=10, seed=0)``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown problem {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name](**params)
+
+
+def register(name: str, factory: Callable[..., BilevelProblem | MinimaxProblem]) -> None:
+    """Add a problem factory under ``name`` (used by later modules and by users)."""
+    if name in _REGISTRY:
+        raise ValueError(f"problem {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "available", "make", "register"]

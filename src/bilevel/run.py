@@ -1,0 +1,174 @@
+"""The run loop: budgets, timing, evaluation outside the timed region, divergence as a result.
+
+Only ``method.init`` and ``method.step`` are timed; metrics are computed between clock reads with
+uncounted, direct calls to the problem (never through the oracle). On a CUDA device the clock is
+read after ``torch.cuda.synchronize()``. A non-finite iterate or metric ends the run with status
+``"diverged"``; this is a result, not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from .methods.base import Method, State
+from .oracle import Oracle
+from .problems.base import BilevelProblem
+
+Metric = Callable[[BilevelProblem, torch.Tensor, torch.Tensor], float]
+_PROGRESS_METRICS = ("hypergrad_norm2", "hypergrad_rel_error", "upper_objective")
+
+
+class Clock:
+    """Wall clock that synchronizes the device before each read (CUDA kernels are asynchronous)."""
+
+    def __init__(self, device: torch.device):
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def __call__(self) -> float:
+        if self.sync is not None:
+            self.sync()
+        return time.perf_counter()
+
+
+def _sq(t: torch.Tensor) -> float:
+    return float(torch.dot(t.reshape(-1), t.reshape(-1)))
+
+
+def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
+    """Metrics available for ``problem``: closed-form ones where known, plus ``f(x, y)`` and the inner residual.
+
+    - ``hypergrad_norm2`` = ‖∇Ψ(x)‖², ``inner_distance`` = ‖y − y*(x)‖², ``value`` = Ψ(x) (closed form);
+    - ``upper_objective`` = f(x, y) and ``inner_grad_norm2`` = ‖∇_y g(x, y)‖² (full batch, always).
+    """
+    metrics: dict[str, Metric] = {}
+    cf = problem.closed_form
+    if cf is not None and cf.hypergradient is not None:
+        metrics["hypergrad_norm2"] = lambda p, x, y: _sq(cf.hypergradient(x))
+    if cf is not None and cf.y_star is not None:
+        metrics["inner_distance"] = lambda p, x, y: _sq(y - cf.y_star(x))
+    if cf is not None and cf.value is not None:
+        metrics["value"] = lambda p, x, y: float(cf.value(x))
+    metrics["upper_objective"] = lambda p, x, y: float(p.call("f", x, y))
+    metrics["inner_grad_norm2"] = lambda p, x, y: _sq(torch.func.grad(lambda yy: p.call("g", x, yy), argnums=0)(y))
+    return metrics
+
+
+def hypergradient_error(problem: BilevelProblem, state: State) -> float | None:
+    """Relative error ‖ĥ − ∇Ψ(x)‖ / ‖∇Ψ(x)‖ of the method's last estimate, when both are known."""
+    cf = problem.closed_form
+    if state.hypergradient is None or cf is None or cf.hypergradient is None:
+        return None
+    x_at, estimate = state.hypergradient
+    exact = cf.hypergradient(x_at)
+    return float(torch.linalg.vector_norm(estimate - exact) / torch.linalg.vector_norm(exact))
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run`: final iterates, the trace (one row per evaluation point), status."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    trace: pd.DataFrame
+    status: str
+    counts: dict[str, int]
+    state: State
+
+
+def _finite(*tensors: torch.Tensor) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def run(
+    method: Method,
+    problem: BilevelProblem,
+    *,
+    max_iters: int | None = None,
+    max_oracle_calls: int | None = None,
+    max_seconds: float | None = None,
+    eval_every: int = 1,
+    seed: int = 0,
+    metrics: dict[str, Metric] | None = None,
+    progress: bool | Callable[[str], None] = False,
+) -> RunResult:
+    """Run ``method`` on ``problem`` until a budget is spent.
+
+    Budgets (at least one): ``max_iters`` outer iterations, ``max_oracle_calls`` oracle calls of
+    every kind (values + gradients + second-order products + Hessians; checked after each step, so
+    the last step may overshoot), ``max_seconds`` of timed method work. Metrics are evaluated at
+    step 0, every ``eval_every`` steps and at the last step. ``progress`` prints a line per
+    evaluation (``True`` = stderr, or a callable taking the line).
+    """
+    if max_iters is None and max_oracle_calls is None and max_seconds is None:
+        raise ValueError("run() needs a budget: max_iters, max_oracle_calls or max_seconds")
+    for name, value in (("max_iters", max_iters), ("max_oracle_calls", max_oracle_calls), ("max_seconds", max_seconds)):
+        if value is not None and not value > 0:
+            raise ValueError(f"run(): {name} must be > 0, got {value!r}")
+    if not (isinstance(eval_every, int) and eval_every >= 1):
+        raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
+    metrics = default_metrics(problem) if metrics is None else metrics
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if progress is True else (progress or None)
+
+    oracle = Oracle(problem)
+    clock = Clock(problem.device)
+    rows: list[dict] = []
+    elapsed = 0.0
+
+    def evaluate(state: State) -> bool:
+        """Append one row; return False when a metric is not finite."""
+        x, y = method.outer(state), method.inner(state)
+        with torch.no_grad():
+            values = {name: fn(problem, x, y) for name, fn in metrics.items()}
+        finite = all(math.isfinite(v) for v in values.values())
+        err = hypergradient_error(problem, state)
+        if err is not None:
+            values["hypergrad_rel_error"] = err
+        values.update(state.diagnostics)  # may be NaN by design (e.g. Neumann has no residual)
+        rows.append({"step": state.k, "time": elapsed, **oracle.snapshot(), "oracle_calls": oracle.oracle_calls,
+                     "function_evals": oracle.function_evals, **values})
+        if say:
+            shown = " ".join(f"{k}={values[k]:.3e}" for k in _PROGRESS_METRICS if k in values)
+            say(f"[{method.name}] step {state.k} time {elapsed:.2f}s "
+                f"calls {oracle.oracle_calls + oracle.function_evals} {shown}")
+        return finite
+
+    t0 = clock()
+    state = method.init(oracle, problem.x0, problem.y0, seed)
+    elapsed += clock() - t0
+    status = "completed"
+    evaluate(state)
+    last_eval = 0
+    while True:
+        if max_iters is not None and state.k >= max_iters:
+            break
+        if max_oracle_calls is not None and oracle.oracle_calls + oracle.function_evals >= max_oracle_calls:
+            break
+        if max_seconds is not None and elapsed >= max_seconds:
+            break
+        t0 = clock()
+        state = method.step(oracle, state)
+        elapsed += clock() - t0
+        if not _finite(method.outer(state), method.inner(state)):
+            status = "diverged"
+            evaluate(state)
+            last_eval = state.k
+            break
+        if state.k % eval_every == 0:
+            last_eval = state.k
+            if not evaluate(state):
+                status = "diverged"
+                break
+    if status == "completed" and last_eval != state.k:
+        if not evaluate(state):
+            status = "diverged"
+    trace = pd.DataFrame(rows)
+    trace.insert(0, "status", status)
+    return RunResult(x=method.outer(state), y=method.inner(state), trace=trace, status=status,
+                     counts=oracle.snapshot(), state=state)
