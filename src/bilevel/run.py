@@ -44,7 +44,7 @@ def _sq(t: torch.Tensor) -> float:
 def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
     """Metrics available for ``problem``: closed-form ones where known, plus ``f(x, y)`` and the inner residual.
 
-    - ``hypergrad_norm2`` = ‖∇Ψ(x)‖², ``inner_distance`` = ‖y − y*(x)‖², ``value`` = Ψ(x) (closed form);
+    - ``hypergrad_norm2`` = ‖∇Ψ(x)‖², ``inner_distance`` = ‖y − y*(x)‖², ``hyperobjective`` = Ψ(x) (closed form);
     - ``upper_objective`` = f(x, y) and ``inner_grad_norm2`` = ‖∇_y g(x, y)‖² (full batch, always).
     """
     metrics: dict[str, Metric] = {}
@@ -54,7 +54,7 @@ def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
     if cf is not None and cf.y_star is not None:
         metrics["inner_distance"] = lambda p, x, y: _sq(y - cf.y_star(x))
     if cf is not None and cf.value is not None:
-        metrics["value"] = lambda p, x, y: float(cf.value(x))
+        metrics["hyperobjective"] = lambda p, x, y: float(cf.value(x))
     metrics["upper_objective"] = lambda p, x, y: float(p.call("f", x, y))
     metrics["inner_grad_norm2"] = lambda p, x, y: _sq(torch.func.grad(lambda yy: p.call("g", x, yy), argnums=0)(y))
     return metrics

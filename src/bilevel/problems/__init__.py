@@ -19,9 +19,14 @@ def available() -> list[str]:
 
 def make(name: str, **params) -> BilevelProblem | MinimaxProblem:
     """Build a registered problem, e.g. ``make("quadratic", dim_inner=20, dim_outer=10, seed=0)``."""
+    return get_factory(name)(**params)
+
+
+def get_factory(name: str) -> Callable[..., BilevelProblem | MinimaxProblem]:
+    """The factory registered under ``name``."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown problem {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](**params)
+    return _REGISTRY[name]
 
 
 def register(name: str, factory: Callable[..., BilevelProblem | MinimaxProblem]) -> None:
@@ -31,4 +36,4 @@ def register(name: str, factory: Callable[..., BilevelProblem | MinimaxProblem])
     _REGISTRY[name] = factory
 
 
-__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "available", "make", "register"]
+__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "available", "get_factory", "make", "register"]

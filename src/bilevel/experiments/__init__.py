@@ -1,0 +1,24 @@
+"""Paper figures as data: registry of experiments (jobs, plots, claims) and config checks."""
+
+from __future__ import annotations
+
+from .base import Claim, Experiment, Verdict, aggregate
+from .config import ConfigError, check_config
+from .quadratic_hypergradient import EXPERIMENT as _QUADRATIC_HYPERGRADIENT
+
+_REGISTRY: dict[str, Experiment] = {e.name: e for e in (_QUADRATIC_HYPERGRADIENT,)}
+
+
+def available() -> list[str]:
+    """Registered experiment names."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Experiment:
+    """The experiment registered under ``name``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+__all__ = ["Claim", "ConfigError", "Experiment", "Verdict", "aggregate", "available", "check_config", "get"]

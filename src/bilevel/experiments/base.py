@@ -1,0 +1,95 @@
+"""Experiments as data: what a figure runs, how its rows are aggregated, which claims it supports.
+
+An :class:`Experiment` turns its configuration section (``config["experiments"][name]``) into
+result rows for one (method label, seed) job, and names its figure function and its claims. A
+:class:`Claim` is a check on the aggregated results that returns holds / does not hold / not
+evaluated together with the measurement, so that ``figures/claims.md`` reports it either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..results import COUNT_COLUMNS
+
+GROUP_COLUMNS = ["experiment", "phase", "problem", "method", "method_name", "step", "metric"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of a claim: ``holds`` is True / False, or None when it could not be evaluated."""
+
+    holds: bool | None
+    measurement: str
+
+    @property
+    def label(self) -> str:
+        return {True: "holds", False: "does not hold", None: "not evaluated"}[self.holds]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement the figure supports, checked on the aggregated results of its experiment.
+
+    ``statement`` is what we check, ``source`` whose statement it is (paper, section, tag),
+    ``check(aggregate, experiment_config) -> Verdict`` does the measuring.
+    """
+
+    id: str
+    statement: str
+    source: str
+    check: Callable[[pd.DataFrame, dict], Verdict]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A figure (or table) of a paper: its jobs, its plot and its claims."""
+
+    name: str
+    title: str
+    paper: str
+    run_job: Callable[[dict, str, int], pd.DataFrame]
+    plot: Callable[[pd.DataFrame, dict, list[str]], None]
+    claims: tuple[Claim, ...] = field(default_factory=tuple)
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over seeds per (experiment, phase, method, step, metric).
+
+    Columns: the group keys, ``n_seeds``, ``time`` (mean), every count column (mean), ``mean``,
+    ``median``, ``std``, ``min``, ``max`` of ``value``, and ``status`` (``diverged`` when any seed
+    diverged, else ``completed``).
+    """
+    if rows.empty:
+        raise ValueError("aggregate(): no result rows")
+    grouped = rows.groupby(GROUP_COLUMNS, sort=True, dropna=False)
+    out = grouped.agg(
+        n_seeds=("seed", "nunique"),
+        time=("time", "mean"),
+        **{c: (c, "mean") for c in COUNT_COLUMNS},
+        mean=("value", "mean"),
+        median=("value", "median"),
+        std=("value", "std"),
+        min=("value", "min"),
+        max=("value", "max"),
+        status=("status", lambda s: "diverged" if (s == "diverged").any() else "completed"),
+    ).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:
+    """Rows of one aggregated curve, sorted by step."""
+    sel = agg[(agg["method"] == method) & (agg["metric"] == metric) & (agg["phase"] == phase)]
+    return sel.sort_values("step")
+
+
+def first_reaching(agg: pd.DataFrame, method: str, metric: str, phase: str, tol: float,
+                   stat: str = "max", x: str = "oracle_calls") -> float | None:
+    """Smallest ``x`` (mean over seeds) at which ``stat`` of ``metric`` over seeds is <= ``tol``."""
+    c = curve(agg, method, metric, phase)
+    hit = c[c[stat] <= tol]
+    return None if hit.empty else float(hit[x].iloc[0])

@@ -1,0 +1,89 @@
+"""Semantic checks of a configuration, beyond its JSON schema; errors name the config key.
+
+Called by the Snakefile at parse time (before any job starts) and by the CLI: every method label
+must name a registered method whose parameters construct (so a negative step size or an unknown
+parameter fails here), every problem must build its parameters, budgets must be positive.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+from .. import methods as method_registry
+from .. import problems as problem_registry
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message starts with the offending config key."""
+
+
+def _key(*parts) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def method_spec(exp_cfg: dict, label: str, phase: str | None = None) -> tuple[str, dict]:
+    """Registry name and parameters of method ``label`` in an experiment (phase overrides applied)."""
+    entry = exp_cfg["methods"][label]
+    params = copy.deepcopy(entry.get("params", {}))
+    if phase is not None:
+        params.update(copy.deepcopy(exp_cfg.get(phase, {}).get("params", {})))
+        params.update(copy.deepcopy(entry.get(f"{phase}_params", {})))
+    return entry["method"], params
+
+
+def _check_factory_params(factory, params: dict, key: str) -> None:
+    accepted = set(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(f"{key}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}")
+    if "seed" in params:
+        raise ConfigError(f"{key}.seed: the problem instance is chosen by the experiment's seeds; remove this key")
+
+
+def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None:
+    """Raise :class:`ConfigError` naming the key of the first invalid entry of an experiment."""
+    from . import get as get_experiment
+
+    try:
+        get_experiment(name)
+    except KeyError as err:
+        raise ConfigError(f"experiments.{name}: {err.args[0]}") from None
+    prob = exp_cfg.get("problem", {})
+    if prob.get("name") not in problem_registry.available():
+        raise ConfigError(f"{_key('experiments', name, 'problem', 'name')}: unknown problem {prob.get('name')!r}; "
+                          f"available: {', '.join(problem_registry.available())}")
+    _check_factory_params(problem_registry.get_factory(prob["name"]), prob.get("params", {}),
+                          _key("experiments", name, "problem", "params"))
+    if not exp_cfg.get("methods"):
+        raise ConfigError(f"{_key('experiments', name, 'methods')}: at least one method is required")
+    for label, entry in exp_cfg["methods"].items():
+        mname = entry.get("method")
+        if mname not in method_registry.available():
+            raise ConfigError(f"{_key('experiments', name, 'methods', label, 'method')}: unknown method {mname!r}; "
+                              f"available: {', '.join(method_registry.available())}")
+        for phase in (None, *phases):
+            mname, params = method_spec(exp_cfg, label, phase)
+            try:
+                method_registry.make(mname, **params)
+            except (ValueError, TypeError) as err:
+                where = "params" if phase is None else f"{phase}.params / {label}.{phase}_params"
+                raise ConfigError(f"{_key('experiments', name, 'methods', label, where)}: {err}") from None
+    for phase in phases:
+        section = exp_cfg.get(phase, {})
+        for budget in ("max_iters", "max_oracle_calls", "max_seconds", "eval_every"):
+            if budget in section and not section[budget] > 0:
+                raise ConfigError(f"{_key('experiments', name, phase, budget)}: must be > 0, got {section[budget]!r}")
+    seeds = exp_cfg.get("seeds", [])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{_key('experiments', name, 'seeds')}: need a non-empty list of distinct seeds, got {seeds!r}")
+
+
+def check_config(config: dict) -> dict:
+    """Check every experiment of ``config``; return it unchanged (for chaining)."""
+    experiments = config.get("experiments")
+    if not experiments:
+        raise ConfigError("experiments: the configuration defines no experiment")
+    for name, exp_cfg in experiments.items():
+        check_experiment(name, exp_cfg)
+    return config

@@ -1,0 +1,93 @@
+"""Job kinds shared by experiments: a hypergradient-accuracy sweep and an optimization run.
+
+Both return schema rows (:mod:`bilevel.results`). The job seed selects the problem instance (as
+``random_state`` does upstream) and seeds the run's generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+
+from .. import methods as method_registry
+from .. import problems as problem_registry
+from ..methods.base import HypergradientMethod
+from ..oracle import Oracle
+from ..results import tidy
+from ..run import Clock, run
+from .config import ConfigError, method_spec
+
+
+def build_problem(exp_cfg: dict, seed: int, device: str = "cpu"):
+    """The experiment's problem instance for ``seed`` (float64 synthetic problems)."""
+    prob = exp_cfg["problem"]
+    params = dict(prob.get("params", {}))
+    params["seed"] = seed
+    if device != "cpu":
+        params["device"] = device
+    return problem_registry.make(prob["name"], **params)
+
+
+def _labels(exp_name, phase, problem, label, mname, params, seed) -> dict:
+    return {"experiment": exp_name, "phase": phase, "problem": problem.name, "method": label,
+            "method_name": mname, "params": params, "seed": seed}
+
+
+def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu") -> pd.DataFrame:
+    """Accuracy of one hypergradient at the initial point against the inner budget.
+
+    For every budget B in ``exp_cfg["hypergradient"]["budgets"]``, the parameters named in the
+    method's ``sweep`` list (default ``["inner_steps"]``) are set to B, one hypergradient is computed
+    from the cold start ``y0`` with a fresh counting oracle, and the row records the relative error
+    ``‖ĥ − ∇Ψ(x0)‖/‖∇Ψ(x0)‖``, ``‖y_T − y*(x0)‖²``, the oracle counts and the time (minimum over
+    ``timing_repeats`` identical computations, to damp timer noise).
+    """
+    section = exp_cfg["hypergradient"]
+    problem = build_problem(exp_cfg, seed, device)
+    cf = problem.closed_form
+    if cf is None or cf.hypergradient is None:
+        raise ConfigError(f"experiments.{exp_name}.problem: the hypergradient sweep needs a closed-form hypergradient")
+    mname, params = method_spec(exp_cfg, label)
+    sweep_params = exp_cfg["methods"][label].get("sweep", ["inner_steps"])
+    x0 = problem.x0
+    exact = cf.hypergradient(x0)
+    y_star = cf.y_star(x0)
+    clock = Clock(problem.device)
+    trace = []
+    for budget in section["budgets"]:
+        method = method_registry.make(mname, **{**params, **dict.fromkeys(sweep_params, int(budget))})
+        if not isinstance(method, HypergradientMethod):
+            raise ConfigError(f"experiments.{exp_name}.methods.{label}: {mname} does not form hypergradients")
+        best = math.inf
+        for _ in range(int(section.get("timing_repeats", 1))):
+            oracle = Oracle(problem)
+            state = method.init(oracle, x0, problem.y0, seed)
+            t0 = clock()
+            estimate, y = method.hypergradient(oracle, x0, problem.y0, state)
+            best = min(best, clock() - t0)
+        finite = bool(torch.isfinite(estimate).all() and torch.isfinite(y).all())
+        trace.append({
+            "step": int(budget), "time": best, **oracle.snapshot(), "oracle_calls": oracle.oracle_calls,
+            "function_evals": oracle.function_evals,
+            "hypergrad_rel_error": float(torch.linalg.vector_norm(estimate - exact) / torch.linalg.vector_norm(exact)),
+            "inner_distance": float(torch.sum((y - y_star) ** 2)),
+            "status": "completed" if finite else "diverged",
+        })
+    labels = _labels(exp_name, "hypergradient", problem, label, mname, method_registry.make(mname, **params).params(),
+                     seed)
+    return tidy(pd.DataFrame(trace), **labels)
+
+
+def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
+                     progress=False) -> pd.DataFrame:
+    """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget."""
+    section = exp_cfg["optimization"]
+    problem = build_problem(exp_cfg, seed, device)
+    mname, params = method_spec(exp_cfg, label, "optimization")
+    method = method_registry.make(mname, **params)
+    result = run(method, problem, max_iters=section.get("max_iters"), max_oracle_calls=section.get("max_oracle_calls"),
+                 max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
+                 progress=progress)
+    return tidy(result.trace, **_labels(exp_name, "optimization", problem, label, mname, method.params(), seed))

@@ -1,0 +1,77 @@
+"""Figure kind "metric panels": per panel, one aggregated curve per method with its spread over seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..results import atomic_path
+from .style import apply_style, method_color, method_marker
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes: ``metric`` of ``phase`` against column ``x`` of the aggregate (``time``, ``oracle_calls``, ``step``)."""
+
+    phase: str
+    metric: str
+    x: str
+    title: str
+    xlabel: str
+    ylabel: str
+    logx: bool = True
+    logy: bool = True
+    center: str = "median"
+
+
+def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: list[str] | None = None,
+                  note: str | None = None):
+    """Draw the panels; the line is the median over seeds, the band spans min to max."""
+    apply_style()
+    methods = methods or sorted(agg["method"].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for label in methods:
+            c = agg[(agg["method"] == label) & (agg["phase"] == panel.phase) & (agg["metric"] == panel.metric)]
+            c = c.sort_values(panel.x)
+            if c.empty:
+                continue
+            xs = c[panel.x].to_numpy()
+            if panel.logx:
+                keep = xs > 0
+                c, xs = c[keep], xs[keep]
+            diverged = (c["status"] == "diverged").any()
+            name = f"{label} (diverged)" if diverged else label
+            ax.plot(xs, c[panel.center], color=method_color(label), marker=method_marker(label), markersize=3.5,
+                    linewidth=1.4, label=name, linestyle="--" if diverged else "-")
+            ax.fill_between(xs, c["min"], c["max"], color=method_color(label), alpha=0.2, linewidth=0)
+        ax.set_title(panel.title)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        if panel.logx:
+            ax.set_xscale("log")
+        if panel.logy:
+            ax.set_yscale("log")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title, fontsize=12)
+    if note:
+        fig.text(0.5, 0.93, note, ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.92 if note else 0.95))
+    return fig
+
+
+def save_figure(fig, outputs: list[str]) -> None:
+    """Save ``fig`` to every path (format from the suffix), atomically; close it."""
+    for out in outputs:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=Path(out).suffix.lstrip("."), bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,179 @@
+"""Result rows, atomic writes and provenance.
+
+Row schema (long/tidy, one row per evaluation point and metric)::
+
+    experiment, phase, problem, method, method_name, params, seed, step, time,
+    f_value, f_grad, f_hvp, f_hessian, g_value, g_grad, g_hvp, g_hessian,
+    oracle_calls, function_evals, metric, value, status
+
+``method`` is the label the experiment gives a configuration (e.g. ``aid-cg``), ``method_name``
+the registry name (``aid``), ``params`` its hyper-parameters as canonical JSON, ``phase`` the part of
+an experiment a row belongs to (e.g. ``hypergradient`` or ``optimization``), ``time`` the timed
+seconds (method work only), ``status`` the run's final status (``completed`` or ``diverged``).
+Every CSV has a JSON sidecar ``<name>.provenance.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from .oracle import COUNT_KEYS
+
+COUNT_COLUMNS = (*COUNT_KEYS, "oracle_calls", "function_evals")
+LABEL_COLUMNS = ("experiment", "phase", "problem", "method", "method_name", "params", "seed")
+ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value", "status")
+TIME_COLUMNS = ("time",)
+PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "snakemake", "bilevel")
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and no whitespace: the form hashed and stored in ``params``."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(obj) -> str:
+    """sha256 of the canonical JSON of ``obj`` (the configuration a result was produced from)."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:
+    """Turn a wide run trace (one row per evaluation point) into schema rows (one per metric).
+
+    ``labels`` fills the label columns (experiment, phase, problem, method, method_name, params, seed).
+    """
+    missing = [c for c in LABEL_COLUMNS if c not in labels]
+    if missing:
+        raise ValueError(f"tidy(): missing labels {', '.join(missing)}")
+    fixed = ["step", "time", *COUNT_COLUMNS, "status"]
+    metric_cols = [c for c in trace.columns if c not in fixed]
+    long = trace.melt(id_vars=fixed, value_vars=metric_cols, var_name="metric", value_name="value")
+    for key, value in labels.items():
+        long[key] = canonical_json(value) if key == "params" else value
+    long = long.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+    return long[list(ROW_COLUMNS)]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``df`` to CSV atomically (full float precision, no index)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.17g")
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def provenance_path(csv_path: str | os.PathLike) -> Path:
+    """``results/x/seed1.csv`` -> ``results/x/seed1.provenance.json``."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".provenance.json")
+
+
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description(device=None) -> dict:
+    """The hardware a result was measured on (CPU model and cores; GPU name when CUDA is used)."""
+    import torch
+
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    info["device"] = str(device) if device is not None else "cpu"
+    return info
+
+
+def provenance(config=None, *, seed=None, device=None, datasets=(), extra=None) -> dict:
+    """Provenance record: git commit, package versions, device, config and its hash, datasets used."""
+    record = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": _git_commit(),
+        "versions": _versions(),
+        "device": device_description(device),
+        "config": config,
+        "config_hash": config_hash(config) if config is not None else None,
+        "seed": seed,
+        "datasets": list(datasets),
+        "command": sys.argv,
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+def write_results(df: pd.DataFrame, path: str | os.PathLike, record: dict) -> None:
+    """Write schema rows to ``path`` and the provenance ``record`` beside it (both atomically)."""
+    missing = [c for c in ROW_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"results for {path} miss columns {', '.join(missing)}")
+    write_json(record, provenance_path(path))
+    write_csv(df[list(ROW_COLUMNS)], path)
+
+
+def read_results(paths) -> pd.DataFrame:
+    """Concatenate result CSVs (schema-checked)."""
+    frames = []
+    for p in paths:
+        df = pd.read_csv(p)
+        missing = [c for c in ROW_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{p} is not a results file: missing columns {', '.join(missing)}")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))
