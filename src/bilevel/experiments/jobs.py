@@ -56,6 +56,10 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
     y_star = cf.y_star(x0)
     clock = Clock(problem.device)
     trace = []
+    # Warm-up (untimed, uncounted): the first autograd call of a process pays a one-off set-up cost.
+    warm = method_registry.make(mname, **{**params, **dict.fromkeys(sweep_params, 1)})
+    if isinstance(warm, HypergradientMethod):
+        warm.hypergradient(Oracle(problem), x0, problem.y0, warm.init(Oracle(problem), x0, problem.y0, seed))
     for budget in section["budgets"]:
         method = method_registry.make(mname, **{**params, **dict.fromkeys(sweep_params, int(budget))})
         if not isinstance(method, HypergradientMethod):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from ..results import atomic_path
@@ -29,25 +30,33 @@ class Panel:
 
 def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: list[str] | None = None,
                   note: str | None = None):
-    """Draw the panels; the line is the median over seeds, the band spans min to max."""
+    """Draw the panels; the line is the median over seeds, the band spans min to max.
+
+    A method that diverged in any run is labelled "(diverged)" and drawn dashed; the y-range is set
+    by the runs that did not diverge.
+    """
     apply_style()
     methods = methods or sorted(agg["method"].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
+    diverged = {m for m in methods if (agg.loc[agg["method"] == m, "status"] == "diverged").any()}
     for ax, panel in zip(axes[0], panels, strict=True):
+        finite_ranges = []
         for label in methods:
             c = agg[(agg["method"] == label) & (agg["phase"] == panel.phase) & (agg["metric"] == panel.metric)]
-            c = c.sort_values(panel.x)
+            c = c.sort_values("step")  # draw in budget / iteration order (time need not be monotone)
+            c = c[np.isfinite(c[panel.center]) & np.isfinite(c[panel.x])]
+            if panel.logx:
+                c = c[c[panel.x] > 0]
             if c.empty:
                 continue
-            xs = c[panel.x].to_numpy()
-            if panel.logx:
-                keep = xs > 0
-                c, xs = c[keep], xs[keep]
-            diverged = (c["status"] == "diverged").any()
-            name = f"{label} (diverged)" if diverged else label
-            ax.plot(xs, c[panel.center], color=method_color(label), marker=method_marker(label), markersize=3.5,
-                    linewidth=1.4, label=name, linestyle="--" if diverged else "-")
-            ax.fill_between(xs, c["min"], c["max"], color=method_color(label), alpha=0.2, linewidth=0)
+            div = label in diverged and (c["status"] == "diverged").any()
+            if not div:
+                finite_ranges.append((c["min"].min(), c["max"].max()))
+            ax.plot(c[panel.x], c[panel.center], color=method_color(label), marker=method_marker(label),
+                    markersize=3.5, linewidth=1.4, linestyle="--" if div else "-",
+                    label=f"{label} (diverged)" if label in diverged else label)
+            if not div:
+                ax.fill_between(c[panel.x], c["min"], c["max"], color=method_color(label), alpha=0.2, linewidth=0)
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
@@ -55,6 +64,13 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
             ax.set_xscale("log")
         if panel.logy:
             ax.set_yscale("log")
+        if finite_ranges:  # a diverged curve leaves the axes instead of crushing the others
+            low, high = min(r[0] for r in finite_ranges), max(r[1] for r in finite_ranges)
+            if panel.logy and low > 0:
+                ax.set_ylim(low / 3, high * 3)
+            elif not panel.logy:
+                pad = 0.05 * (high - low or 1.0)
+                ax.set_ylim(low - pad, high + pad)
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0][1:]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -62,10 +78,10 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle(title, fontsize=12, y=0.99)
     if note:
-        fig.text(0.5, 0.93, note, ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.92 if note else 0.95))
+        fig.text(0.5, 0.915, note, ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.88 if note else 0.94))
     return fig
 
 

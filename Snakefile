@@ -1,0 +1,22 @@
+"""Reproduce every figure and table of the ZOBA, SOGD and FSBA papers: snakemake --cores all."""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.11")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,57 @@
+# Run -> aggregate -> plot for every experiment of the configuration (shared baselines and papers).
+
+
+rule run_job:
+    output:
+        csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
+        provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",
+    log:
+        f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],  # a config change re-runs the job
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/run_job.py"
+
+
+rule aggregate:
+    input:
+        lambda wc: job_results(wc.experiment),
+    output:
+        csv=f"{RESULTS}/{{experiment}}/aggregate.csv",
+        provenance=f"{RESULTS}/{{experiment}}/aggregate.provenance.json",
+    log:
+        f"{LOGS}/aggregate/{{experiment}}.log",
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule plot:
+    input:
+        f"{RESULTS}/{{experiment}}/aggregate.csv",
+    output:
+        pdf=report(
+            f"{FIGURES}/{{experiment}}.pdf",
+            category="figures",
+            caption="../report/figure.rst",
+        ),
+        png=f"{FIGURES}/{{experiment}}.png",
+    log:
+        f"{LOGS}/plot/{{experiment}}.log",
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],
+    benchmark:
+        f"{RESULTS}/benchmarks/plot/{{experiment}}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot.py"

@@ -1,0 +1,9 @@
+"""Rule run_job: one (experiment, method, seed) job -> result CSV + provenance."""
+
+from _adapter import setup
+
+with setup(snakemake):  # noqa: F821
+    from bilevel.experiments.pipeline import execute_job
+
+    wc = snakemake.wildcards  # noqa: F821
+    execute_job(snakemake.config, wc.experiment, wc.method, int(wc.seed), snakemake.output.csv, progress=True)  # noqa: F821
