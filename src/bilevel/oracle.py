@@ -146,22 +146,27 @@ class Oracle:
             return self._autograd(level, x, y, batch, "x")[1][0]
 
     def grad_y_with_pullback(self, level: str, x, y, batch=None):
-        """``∇_y h`` and a pullback ``a -> (∇²_xy h·a, ∇²_yy h·a)`` through it (reverse mode).
+        """``∇_y h`` at ``(x, y)`` and a pullback through it, built on ONE retained graph.
 
-        Used by unrolled differentiation (ITD): the forward pass keeps the graph of each step's
-        gradient, the backward pass calls the pullback once per step. Counts one gradient now and
-        one second-order product per pullback call.
+        ``pullback(a)`` returns ``(∇²_xy h·a, ∇²_yy h·a)``; ``pullback(a, "y")`` only ``∇²_yy h·a``
+        and ``pullback(a, "x")`` only ``∇²_xy h·a`` (cheaper backward passes). Unrolled
+        differentiation (ITD) keeps one per inner step; implicit differentiation (AID) reuses one
+        for all the products of its linear solve, instead of rebuilding the gradient graph per
+        product. Counts one gradient now and one second-order product per pullback call.
         """
         _check_level(level)
         self._count(level, "grad")
         with torch.enable_grad():
             leaves, (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True, track="xy")
+        index = {"x": (0,), "y": (1,), "xy": (0, 1)}
 
-        def pullback(adjoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def pullback(adjoint: torch.Tensor, blocks: str = "xy"):
             self._count(level, "hvp")
+            inputs = [leaves[i] for i in index[blocks]]
             with torch.enable_grad():
-                out = torch.autograd.grad(gy, leaves, adjoint, retain_graph=True, allow_unused=True)
-            return tuple(_zeros_if_none(g, t) for t, g in zip(leaves, out, strict=True))
+                out = torch.autograd.grad(gy, inputs, adjoint, retain_graph=True, allow_unused=True)
+            out = tuple(_zeros_if_none(g, t) for t, g in zip(inputs, out, strict=True))
+            return out if blocks == "xy" else out[0]
 
         return gy.detach(), pullback
 

@@ -9,14 +9,14 @@ rule run_job:
         f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
-    params:
-        section=lambda wc: config["experiments"][wc.experiment],  # a config change re-runs the job
+    conda:
+        "../../envs/cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/cpu.yaml"
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],  # a config change re-runs the job
     script:
         "../scripts/run_job.py"
 
@@ -47,11 +47,11 @@ rule plot:
         png=f"{FIGURES}/{{experiment}}.png",
     log:
         f"{LOGS}/plot/{{experiment}}.log",
-    params:
-        section=lambda wc: config["experiments"][wc.experiment],
     benchmark:
         f"{RESULTS}/benchmarks/plot/{{experiment}}.tsv"
     conda:
         "../../envs/plot.yaml"
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],
     script:
         "../scripts/plot.py"

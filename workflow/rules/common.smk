@@ -2,7 +2,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, also without an installed copy
+sys.path.insert(
+    0, str(Path(workflow.basedir) / "src")
+)  # the package, also without an installed copy
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
 
@@ -33,7 +35,9 @@ def job_results(experiment):
 
 
 def all_targets():
-    targets = [f"{FIGURES}/{e}.{ext}" for e in config["experiments"] for ext in ("pdf", "png")]
+    targets = [
+        f"{FIGURES}/{e}.{ext}" for e in config["experiments"] for ext in ("pdf", "png")
+    ]
     targets.append(f"{FIGURES}/claims.md")
     if config["notebooks"]:
         targets.append(f"{FIGURES}/notebooks/baselines.ipynb")

@@ -3,7 +3,10 @@
 
 rule claims:
     input:
-        expand(f"{RESULTS}/{{experiment}}/aggregate.csv", experiment=list(config["experiments"])),
+        expand(
+            f"{RESULTS}/{{experiment}}/aggregate.csv",
+            experiment=list(config["experiments"]),
+        ),
     output:
         report(f"{FIGURES}/claims.md", category="claims"),
     log:
@@ -17,7 +20,10 @@ rule claims:
 rule notebook:
     input:
         notebook=str(Path(workflow.basedir) / "notebooks" / "{notebook}.ipynb"),
-        aggregates=expand(f"{RESULTS}/{{experiment}}/aggregate.csv", experiment=list(config["experiments"])),
+        aggregates=expand(
+            f"{RESULTS}/{{experiment}}/aggregate.csv",
+            experiment=list(config["experiments"]),
+        ),
         claims=f"{FIGURES}/claims.md",
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",

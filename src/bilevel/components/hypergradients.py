@@ -20,13 +20,16 @@ def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, sol
     ``solver`` is ``"cg"`` (``solver_steps`` iterations, relative tolerance ``solver_tol``),
     ``"neumann"`` (``solver_steps`` terms with step ``solver_lr``) or ``"fixed-point"``
     (``solver_steps`` iterations with step ``solver_lr``, warm-started from ``v0``).
-    Returns ``(hypergradient, v, info)``; ``info`` holds the solver's iterations and residual.
-    Oracle cost: 1 f-gradient + the solver's ∇²_yy g products + 1 cross product ∇²_xy g·v.
+    Returns ``(hypergradient, v, info)``; ``info`` holds the solver's iterations and residual and
+    ``inner_grad_norm`` = ‖∇_y g(x, y)‖ (how far ``y`` is from the inner solution).
+    The gradient ∇_y g is linearized once at ``(x, y)`` and every product reuses that graph.
+    Oracle cost: 1 f-gradient + 1 g-gradient + the solver's ∇²_yy g products + 1 product ∇²_xy g·v.
     """
     grad_x_f, grad_y_f = oracle.grad("f", x, y, batch_f)
+    grad_y_g, pullback = oracle.grad_y_with_pullback("g", x, y, batch_g)
 
     def matvec(u):
-        return oracle.hvp_yy("g", x, y, u, batch_g)
+        return pullback(u, "y")
 
     if solver == "cg":
         v, info = conjugate_gradient(matvec, grad_y_f, solver_steps, tol=solver_tol, v0=v0)
@@ -36,7 +39,8 @@ def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, sol
         v, info = fixed_point(matvec, grad_y_f, solver_lr, solver_steps, v0=v0)
     else:
         raise ValueError(f"unknown linear solver {solver!r}; choose cg, neumann or fixed-point")
-    hypergradient = grad_x_f - oracle.cross_xy("g", x, y, v, batch_g)
+    info["inner_grad_norm"] = float(torch.linalg.vector_norm(grad_y_g))
+    hypergradient = grad_x_f - pullback(v, "x")
     return hypergradient, v, info
 
 

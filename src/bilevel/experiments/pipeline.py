@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..results import provenance, read_results, write_csv, write_json, write_results, provenance_path
+from ..results import provenance, provenance_path, read_results, write_csv, write_json, write_results
 from . import get as get_experiment
 from .base import aggregate
 from .config import check_experiment

@@ -60,4 +60,5 @@ class AID(HypergradientMethod):
         state.aux["v"] = v
         state.diagnostics["solver_iterations"] = float(info["iterations"])
         state.diagnostics["solver_residual"] = info["residual"]
+        state.diagnostics["inner_grad_norm"] = info["inner_grad_norm"]
         return estimate, y

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
 from ..results import atomic_path
@@ -64,6 +65,8 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
             ax.set_xscale("log")
         if panel.logy:
             ax.set_yscale("log")
+        if not panel.logx:
+            ax.xaxis.set_major_locator(MaxNLocator(5))
         if finite_ranges:  # a diverged curve leaves the axes instead of crushing the others
             low, high = min(r[0] for r in finite_ranges), max(r[1] for r in finite_ranges)
             if panel.logy and low > 0:

@@ -132,7 +132,7 @@ def make_quadratic(
             raise ValueError(f"quadratic problem: {name} must be > 0, got {value}")
     p, d = int(dim_inner), int(dim_outer)
     gen = torch.Generator().manual_seed(int(seed))
-    for trial in range(1, max_trials + 1):
+    for trial in range(1, max_trials + 1):  # noqa: B007 - trial is recorded after the loop
         inner = _generate_level(n_samples_inner, p, d, L_inner_inner, L_outer_inner, L_cross_inner, mu_inner, gen)
         outer = _generate_level(n_samples_outer, p, d, L_inner_outer, L_outer_outer, L_cross_outer, mu_inner, gen)
         mi, mo = inner.means(), outer.means()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite (README command 2, and what .ci/run runs):
+# unit tests, ruff, snakemake --lint, snakefmt --check, and the smoke workflow (.test/ config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+start=$SECONDS
+step() { echo; echo "== $* ($((SECONDS - start)) s)"; }
+
+step "ruff check"
+ruff check src tests workflow benchmarks
+step "snakemake --lint"
+snakemake --lint --configfile .test/config/config.yaml
+step "snakefmt --check"
+snakefmt --check Snakefile workflow/rules
+step "smoke workflow: every rule on the .test/ config"
+rm -rf .test/results .test/figures .test/logs
+snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules
+for f in .test/figures/quadratic_hypergradient.png .test/figures/claims.md .test/figures/notebooks/baselines.ipynb; do
+  [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
+done
+grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \
+  || { echo "smoke workflow: the diverging run was not marked diverged" >&2; exit 1; }
+step "pytest"
+pytest -q
+echo "== all checks passed in $((SECONDS - start)) s"

@@ -1,0 +1,47 @@
+"""Result rows, atomic writes, provenance, aggregation and claims."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import bilevel
+from bilevel.experiments.base import aggregate
+from bilevel.results import ROW_COLUMNS, atomic_path, provenance, provenance_path, read_results, tidy, write_results
+
+
+def _rows(quad_small, seed):
+    m = bilevel.methods.make("itd", inner_steps=3, inner_lr=0.5)
+    tr = bilevel.run(m, quad_small, max_iters=4, eval_every=2, seed=seed).trace
+    return tidy(tr, experiment="e", phase="optimization", problem="quadratic", method="itd", method_name="itd",
+                params=m.params(), seed=seed)
+
+
+def test_tidy_schema_and_roundtrip(tmp_path, quad_small):
+    rows = _rows(quad_small, 0)
+    assert list(rows.columns) == list(ROW_COLUMNS)
+    assert set(rows["metric"]) >= {"hypergrad_norm2", "inner_distance", "hyperobjective", "hypergrad_rel_error"}
+    out = tmp_path / "r" / "seed0.csv"
+    write_results(rows, out, provenance({"a": 1}, seed=0))
+    back = read_results([out])
+    pd.testing.assert_frame_equal(back, rows, check_dtype=False)
+    prov = json.loads(provenance_path(out).read_text())
+    assert prov["seed"] == 0 and prov["config_hash"] and prov["versions"]["torch"].startswith("2.13.0")
+    assert "commit" in prov["git"] and "cpu_count" in prov["device"]
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_aggregate_over_seeds(quad_small):
+    rows = pd.concat([_rows(quad_small, s) for s in (0, 1)])
+    agg = aggregate(rows)
+    one = agg[(agg.metric == "hypergrad_norm2") & (agg.step == 4)].iloc[0]
+    vals = rows[(rows.metric == "hypergrad_norm2") & (rows.step == 4)]["value"]
+    assert one["n_seeds"] == 2 and one["mean"] == pytest.approx(vals.mean()) and one["max"] == vals.max()
+    assert one["status"] == "completed"
