@@ -15,7 +15,6 @@ next to torch 2.13.0, then runs this script). Prints a Markdown table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
