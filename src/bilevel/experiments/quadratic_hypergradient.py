@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..plotting.curves import Panel, metric_panels, save_figure
+from ..plotting.panels import Panel
 from .base import Claim, Experiment, Verdict, curve, first_reaching
 from .jobs import hypergradient_sweep, optimization_run
 
@@ -35,6 +35,8 @@ def run_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=
 
 
 def plot(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
+    from ..plotting.curves import metric_panels, save_figure  # matplotlib only where a figure is drawn
+
     p = exp_cfg["problem"]["params"]
     note = (f"quadratic, dim_inner={p.get('dim_inner')}, dim_outer={p.get('dim_outer')}, "
             f"mu_inner={p.get('mu_inner')}; {len(exp_cfg['seeds'])} seeds (median, band = min-max)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,22 +10,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from ..results import atomic_path
+from .panels import Panel
 from .style import apply_style, method_color, method_marker
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One axes: ``metric`` of ``phase`` against column ``x`` of the aggregate (``time``, ``oracle_calls``, ``step``)."""
-
-    phase: str
-    metric: str
-    x: str
-    title: str
-    xlabel: str
-    ylabel: str
-    logx: bool = True
-    logy: bool = True
-    center: str = "median"
 
 
 def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: list[str] | None = None,
