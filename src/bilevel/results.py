@@ -74,6 +74,9 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary, shareable files
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
