@@ -125,3 +125,27 @@ def test_user_problem_with_two_lambdas():
     assert rel(res.x, a / 1.1) < 1e-6
     with pytest.raises(ValueError, match="batch"):
         problem.call("f", problem.x0, problem.y0, torch.tensor([0]))
+
+
+def test_evaluation_is_outside_the_timed_region(quad_small):
+    import time
+
+    def slow_metric(problem, x, y):
+        time.sleep(0.05)
+        return 0.0
+
+    method = bilevel.methods.make("itd", inner_steps=2, inner_lr=0.5)
+    res = bilevel.run(method, quad_small, max_iters=4, eval_every=1, metrics={"slow": slow_metric})
+    assert len(res.trace) == 5 and res.trace["time"].iloc[-1] < 0.05  # 5 evaluations took >= 0.25 s
+
+
+def test_aid_warm_started_fixed_point_removes_the_truncation_bias(quad_small):
+    """5 fixed-point steps from v = 0 give a biased hypergradient (descent stalls); warm-starting v
+    from the previous outer step accumulates the solve across steps and descent converges."""
+    final = {}
+    for warm in (True, False):
+        method = bilevel.methods.make("aid", inner_steps=10, inner_lr=0.5, solver="fixed-point", solver_steps=5,
+                                      solver_lr=0.5, warm_start_v=warm, outer_lr=0.5)
+        tr = bilevel.run(method, quad_small, max_iters=80, eval_every=40, seed=0).trace
+        final[warm] = tr["hypergrad_norm2"].iloc[-1] / tr["hypergrad_norm2"].iloc[0]
+    assert final[True] < 1e-8 and final[False] > 1e-2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..results import provenance, provenance_path, read_results, write_csv, write_json, write_results
+from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
 from . import get as get_experiment
 from .base import aggregate
 from .config import check_experiment
@@ -86,7 +86,5 @@ def claims_markdown(config: dict, aggregates: dict[str, str | Path]) -> str:
 def write_claims(config: dict, aggregates: dict[str, str | Path], out: str | Path) -> None:
     """Write ``claims.md`` atomically."""
     text = claims_markdown(config, aggregates)
-    from ..results import atomic_path
-
     with atomic_path(out) as tmp:
         tmp.write_text(text + "\n")

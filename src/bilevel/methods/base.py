@@ -36,7 +36,7 @@ class State:
     hypergradient: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+def make_generator(seed: int) -> torch.Generator:
     """The run's generator: samples are drawn on the CPU so that results do not depend on the device."""
     return torch.Generator().manual_seed(int(seed))
 
@@ -78,7 +78,7 @@ class Method:
         return dataclasses.asdict(self)
 
     def init(self, oracle: Oracle, x0: torch.Tensor, y0: torch.Tensor, seed: int) -> State:
-        return State(x=x0.clone(), y=y0.clone(), rng=make_generator(seed, x0.device))
+        return State(x=x0.clone(), y=y0.clone(), rng=make_generator(seed))
 
     def step(self, oracle: Oracle, state: State) -> State:  # pragma: no cover - abstract
         raise NotImplementedError
