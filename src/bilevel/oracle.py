@@ -186,32 +186,35 @@ class Oracle:
             out = torch.autograd.grad(dot, leaves, allow_unused=True)
         return tuple(_zeros_if_none(g, t) for t, g in zip((x, y), out, strict=True))
 
+    def _through_grad_y(self, level: str, x, y, v, batch, block: str, batched: bool = False) -> torch.Tensor:
+        """Backward of ``⟨∇_y h, v⟩`` into ``block`` (``"y"``: ∇²_yy h·v, ``"x"``: ∇²_xy h·v)."""
+        with torch.enable_grad():
+            track = "xy" if block == "x" else "y"  # x enters the graph only when its block is asked for
+            leaves, (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True, track=track)
+            target = leaves[0] if block == "x" else leaves[1]
+            (out,) = torch.autograd.grad(gy, target, v, is_grads_batched=batched, allow_unused=True)
+        if out is None:  # h is linear in that block along v
+            shape = (v.shape[0], *target.shape) if batched else target.shape
+            return torch.zeros(shape, dtype=target.dtype, device=target.device)
+        return out
+
     def hvp_yy(self, level: str, x, y, v, batch=None) -> torch.Tensor:
         """``∇²_yy h·v`` (p-vector); one second-order product."""
         _check_level(level)
         self._count(level, "hvp")
-        with torch.enable_grad():
-            (_, yy), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True)
-            (out,) = torch.autograd.grad(gy, yy, v, allow_unused=True)
-        return _zeros_if_none(out, y)
+        return self._through_grad_y(level, x, y, v, batch, "y")
 
     def cross_xy(self, level: str, x, y, v, batch=None) -> torch.Tensor:
         """``∇²_xy h·v`` (d-vector: derivative in x of ⟨∇_y h, v⟩); one second-order product."""
         _check_level(level)
         self._count(level, "hvp")
-        with torch.enable_grad():
-            (xx, _), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True, track="xy")
-            (out,) = torch.autograd.grad(gy, xx, v, allow_unused=True)
-        return _zeros_if_none(out, x)
+        return self._through_grad_y(level, x, y, v, batch, "x")
 
     def hvps_yy(self, level: str, x, y, vs, batch=None) -> torch.Tensor:
         """``∇²_yy h·v`` for the K rows of ``vs`` (K, p) in one vectorized backward; counts K."""
         _check_level(level)
         self._count(level, "hvp", vs.shape[0])
-        with torch.enable_grad():
-            (_, yy), (gy,) = self._autograd(level, x, y, batch, "y", create_graph=True)
-            (out,) = torch.autograd.grad(gy, yy, vs, is_grads_batched=True, allow_unused=True)
-        return _zeros_if_none(out, vs)
+        return self._through_grad_y(level, x, y, vs, batch, "y", batched=True)
 
     def hessian(self, level: str, x, y, batch=None) -> dict[str, torch.Tensor]:
         """All blocks ``{"xx", "xy", "yx", "yy"}`` of the Hessian at one point; one count."""
