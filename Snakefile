@@ -5,13 +5,18 @@ from snakemake.utils import min_version, validate
 min_version("9.11")
 
 
-configfile: "config/config.yaml"
+# A --configfile REPLACES the default configuration (Snakemake would otherwise merge the two, and a
+# smoke or paper config would inherit every default experiment).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/report.smk"
 

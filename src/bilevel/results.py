@@ -2,10 +2,12 @@
 
 Row schema (long/tidy, one row per evaluation point and metric)::
 
-    experiment, phase, problem, method, method_name, params, seed, step, time,
+    experiment, phase, problem, dataset, stand_in, method, method_name, params, seed, step, time,
     f_value, f_grad, f_hvp, f_hessian, g_value, g_grad, g_hvp, g_hessian,
     oracle_calls, function_evals, metric, value, status
 
+``dataset`` names the dataset a problem was built from (empty for synthetic problems) and
+``stand_in`` the official dataset it replaces when it is a stand-in (``specs/datasets.md`` §1).
 ``method`` is the label the experiment gives a configuration (e.g. ``aid-cg``), ``method_name``
 the registry name (``aid``), ``params`` its hyper-parameters as canonical JSON, ``phase`` the part of
 an experiment a row belongs to (e.g. ``hypergradient`` or ``optimization``), ``time`` the timed
@@ -32,7 +34,8 @@ import pandas as pd
 from .oracle import COUNT_KEYS
 
 COUNT_COLUMNS = (*COUNT_KEYS, "oracle_calls", "function_evals")
-LABEL_COLUMNS = ("experiment", "phase", "problem", "method", "method_name", "params", "seed")
+LABEL_COLUMNS = ("experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "params", "seed")
+OPTIONAL_LABELS = {"dataset": "", "stand_in": ""}
 ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value", "status")
 TIME_COLUMNS = ("time",)
 PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "snakemake", "bilevel")
@@ -51,8 +54,10 @@ def config_hash(obj) -> str:
 def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:
     """Turn a wide run trace (one row per evaluation point) into schema rows (one per metric).
 
-    ``labels`` fills the label columns (experiment, phase, problem, method, method_name, params, seed).
+    ``labels`` fills the label columns (experiment, phase, problem, method, method_name, params, seed;
+    dataset and stand_in default to empty).
     """
+    labels = {**OPTIONAL_LABELS, **labels}
     missing = [c for c in LABEL_COLUMNS if c not in labels]
     if missing:
         raise ValueError(f"tidy(): missing labels {', '.join(missing)}")
@@ -178,5 +183,6 @@ def read_results(paths) -> pd.DataFrame:
         missing = [c for c in ROW_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p} is not a results file: missing columns {', '.join(missing)}")
+        df[list(OPTIONAL_LABELS)] = df[list(OPTIONAL_LABELS)].fillna("")
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))

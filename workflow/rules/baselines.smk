@@ -2,6 +2,8 @@
 
 
 rule run_job:
+    input:
+        datasets=lambda wc: experiment_datasets(wc.experiment),
     output:
         csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
         provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",

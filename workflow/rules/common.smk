@@ -20,6 +20,7 @@ LOGS = config["logs_dir"]
 
 wildcard_constraints:
     experiment="[a-z0-9_]+",
+    dataset="[a-z0-9][a-z0-9-]*",
     method="[a-z0-9][a-z0-9-]*",
     seed="[0-9]+",
 
@@ -34,11 +35,27 @@ def job_results(experiment):
     ]
 
 
+def experiment_datasets(experiment):
+    """Fetched-dataset records an experiment's jobs need (its problem's ``dataset`` parameter)."""
+    params = config["experiments"][experiment]["problem"].get("params", {})
+    return [f"{RESULTS}/data/{params['dataset']}.json"] if "dataset" in params else []
+
+
+def requested_datasets():
+    """Names of the datasets in data.datasets (entries are names or {name, splits})."""
+    return [
+        e if isinstance(e, str) else e["name"]
+        for e in config["data"].get("datasets", [])
+    ]
+
+
 def all_targets():
     targets = [
         f"{FIGURES}/{e}.{ext}" for e in config["experiments"] for ext in ("pdf", "png")
     ]
     targets.append(f"{FIGURES}/claims.md")
+    if requested_datasets():
+        targets.append(f"{FIGURES}/datasets.md")
     if config["notebooks"]:
         targets.append(f"{FIGURES}/notebooks/baselines.ipynb")
     return targets

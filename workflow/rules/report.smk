@@ -25,6 +25,7 @@ rule notebook:
             experiment=list(config["experiments"]),
         ),
         claims=f"{FIGURES}/claims.md",
+        datasets=[f"{FIGURES}/datasets.md"] if requested_datasets() else [],
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
     log:

@@ -1,6 +1,7 @@
 """Shared set-up of the rule scripts: import path of the package and logging to the rule's log file."""
 
 import contextlib
+import logging
 import sys
 from pathlib import Path
 
@@ -19,4 +20,5 @@ def setup(snakemake):
         log = stack.enter_context(open(snakemake.log[0], "w"))  # noqa: SIM115
         stack.enter_context(contextlib.redirect_stdout(log))
         stack.enter_context(contextlib.redirect_stderr(log))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     return stack

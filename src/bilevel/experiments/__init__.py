@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from .base import Claim, Experiment, Verdict, aggregate
 from .config import ConfigError, check_config
-from .quadratic_hypergradient import EXPERIMENT as _QUADRATIC_HYPERGRADIENT
+from .hypergradient_estimators import LOGISTIC, QUADRATIC
 
-_REGISTRY: dict[str, Experiment] = {e.name: e for e in (_QUADRATIC_HYPERGRADIENT,)}
+_REGISTRY: dict[str, Experiment] = {e.name: e for e in (QUADRATIC, LOGISTIC)}
 
 
 def available() -> list[str]:

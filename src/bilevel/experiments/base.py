@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..results import COUNT_COLUMNS
 
-GROUP_COLUMNS = ["experiment", "phase", "problem", "method", "method_name", "step", "metric"]
+GROUP_COLUMNS = ["experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "step", "metric"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,15 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     out["std"] = out["std"].fillna(0.0)
     return out
+
+
+def dataset_label(agg: pd.DataFrame) -> str:
+    """``STAND-IN: <stand-in> for <official>`` or the dataset name (empty for synthetic problems)."""
+    if "dataset" not in agg or not agg["dataset"].fillna("").any():
+        return ""
+    row = agg.iloc[0]
+    stand_in = row.get("stand_in")
+    return f"STAND-IN: {row['dataset']} for {stand_in}" if isinstance(stand_in, str) and stand_in else str(row["dataset"])
 
 
 def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:

@@ -55,6 +55,13 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
                           f"available: {', '.join(problem_registry.available())}")
     _check_factory_params(problem_registry.get_factory(prob["name"]), prob.get("params", {}),
                           _key("experiments", name, "problem", "params"))
+    dataset = prob.get("params", {}).get("dataset")
+    if dataset is not None:
+        from .. import data
+
+        if dataset not in data.available():
+            raise ConfigError(f"{_key('experiments', name, 'problem', 'params', 'dataset')}: unknown dataset "
+                              f"{dataset!r}; available: {', '.join(data.available())}")
     if not exp_cfg.get("methods"):
         raise ConfigError(f"{_key('experiments', name, 'methods')}: at least one method is required")
     for label, entry in exp_cfg["methods"].items():
@@ -79,11 +86,38 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
         raise ConfigError(f"{_key('experiments', name, 'seeds')}: need a non-empty list of distinct seeds, got {seeds!r}")
 
 
+def check_data(data_cfg: dict) -> None:
+    """Dataset names, splits and stand-ins of the ``data`` section exist in the registry."""
+    from .. import data
+
+    def known(name, key):
+        if name not in data.available():
+            raise ConfigError(f"{key}: unknown dataset {name!r}; available: {', '.join(data.available())}")
+
+    for i, entry in enumerate(data_cfg.get("datasets", [])):
+        name, splits = (entry, None) if isinstance(entry, str) else (entry.get("name"), entry.get("splits"))
+        known(name, f"data.datasets[{i}]")
+        if splits is not None:
+            bad = [s for s in splits if s not in data.get(name).files]
+            if bad:
+                raise ConfigError(f"data.datasets[{i}].splits: {name} has no split(s) {', '.join(bad)}; "
+                                  f"splits: {', '.join(data.get(name).files)}")
+    for i, name in enumerate(data_cfg.get("download", [])):
+        known(name, f"data.download[{i}]")
+    for official, stand_in in data_cfg.get("stand_ins", {}).items():
+        known(official, f"data.stand_ins.{official}")
+        known(stand_in, f"data.stand_ins.{official}")
+        if data.get(stand_in).stand_in_for != official:
+            raise ConfigError(f"data.stand_ins.{official}: {stand_in!r} is not a stand-in for {official!r} "
+                              f"(it stands in for {data.get(stand_in).stand_in_for!r})")
+
+
 def check_config(config: dict) -> dict:
-    """Check every experiment of ``config``; return it unchanged (for chaining)."""
+    """Check every experiment of ``config`` and its data section; return it unchanged (for chaining)."""
     experiments = config.get("experiments")
     if not experiments:
         raise ConfigError("experiments: the configuration defines no experiment")
     for name, exp_cfg in experiments.items():
         check_experiment(name, exp_cfg)
+    check_data(config.get("data", {}))
     return config

@@ -31,7 +31,8 @@ def build_problem(exp_cfg: dict, seed: int, device: str = "cpu"):
 
 
 def _labels(exp_name, phase, problem, label, mname, params, seed) -> dict:
-    return {"experiment": exp_name, "phase": phase, "problem": problem.name, "method": label,
+    return {"experiment": exp_name, "phase": phase, "problem": problem.name, "dataset": problem.info.get("dataset", ""),
+            "stand_in": problem.info.get("stand_in_for") or "", "method": label,
             "method_name": mname, "params": params, "seed": seed}
 
 

@@ -4,6 +4,8 @@ run -> results/<experiment>/<method>/seed<S>.csv (+ provenance)
 aggregate -> results/<experiment>/aggregate.csv (+ provenance)
 plot -> figures/<experiment>.{pdf,png}
 claims -> figures/claims.md
+fetch / download -> results/data/<dataset>.json, results/downloads/<dataset>.json (which files, checksums)
+datasets table -> figures/datasets.md
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .. import data
 from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
 from . import get as get_experiment
-from .base import aggregate
+from .base import aggregate, dataset_label
 from .config import check_experiment
 
 
@@ -36,10 +39,12 @@ def execute_job(config: dict, experiment: str, label: str, seed: int, out: str |
                        f"configured: {', '.join(exp_cfg['methods'])}")
     device = resolve_device(config.get("device", "cpu"))
     torch.manual_seed(int(seed))  # belt and braces: methods draw from their own generator
+    data.configure(**config.get("data", {}))
     started = time.perf_counter()
-    rows = get_experiment(experiment).run_job(exp_cfg, label, int(seed), device=device, progress=progress)
+    with data.track_usage() as datasets:
+        rows = get_experiment(experiment).run_job(exp_cfg, label, int(seed), device=device, progress=progress)
     record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg},
-                        seed=int(seed), device=device,
+                        seed=int(seed), device=device, datasets=datasets,
                         extra={"wall_seconds": round(time.perf_counter() - started, 3),
                                "statuses": sorted(rows["status"].unique().tolist())})
     write_results(rows, out, record)
@@ -68,7 +73,9 @@ def claims_markdown(config: dict, aggregates: dict[str, str | Path]) -> str:
     for name, path in aggregates.items():
         exp = get_experiment(name)
         agg = pd.read_csv(path)
-        lines += [f"## {exp.title} (`{name}`)", "", f"Paper: {exp.paper}. Figure: `figures/{name}.png`.", "",
+        label = dataset_label(agg)
+        data_note = f" Data: **{label}**." if label else ""
+        lines += [f"## {exp.title} (`{name}`)", "", f"Paper: {exp.paper}. Figure: `figures/{name}.png`.{data_note}", "",
                   "| claim | statement | source | our measurement | verdict |", "|---|---|---|---|---|"]
         for claim in exp.claims:
             verdict = claim.check(agg, config["experiments"][name])
@@ -88,3 +95,51 @@ def write_claims(config: dict, aggregates: dict[str, str | Path], out: str | Pat
     text = claims_markdown(config, aggregates)
     with atomic_path(out) as tmp:
         tmp.write_text(text + "\n")
+
+
+def dataset_request(entry) -> tuple[str, list[str] | None]:
+    """``"mnist"`` or ``{"name": "mnist", "splits": ["test"]}`` -> (name, splits)."""
+    if isinstance(entry, str):
+        return entry, None
+    return entry["name"], entry.get("splits")
+
+
+def fetch_dataset(config: dict, name: str, out: str | Path, download: bool = False) -> dict:
+    """Make dataset ``name`` available (cache, seeds, exact offline route; the network only when the
+    config allows it or ``download``) and write what was used -- label, source, files with sha256,
+    shapes -- as a provenance record. ``download`` never falls back to a stand-in."""
+    data_cfg = dict(config.get("data", {}))
+    requests = dict(dataset_request(e) for e in data_cfg.get("datasets", []))
+    splits = requests.get(name)
+    data.configure(**{**data_cfg, "stand_ins": {} if download else data_cfg.get("stand_ins", {})})
+    dataset = data.load(name, splits, allow_download=True if download else None)
+    record = provenance(None, datasets=[dataset.record()],
+                        extra={"requested": name, "splits": splits, "download": download,
+                               "data_dir": str(data.DataStore(data_cfg.get("dir")).data_dir)})
+    write_json(record, out)
+    return record
+
+
+def datasets_markdown(manifests: list[str | Path]) -> str:
+    """The table of datasets used by this run: what was asked for, what was used, from which files."""
+    import json
+
+    lines = ["# Datasets used by this run", "",
+             "Every file is identified by its official name and checksum. A stand-in is labelled "
+             "`STAND-IN: <stand-in> for <official>` here and in every figure, table and claim that uses it.", "",
+             "| requested | used | source | shapes | files (sha256) | licence |", "|---|---|---|---|---|---|"]
+    for path in manifests:
+        m = json.loads(Path(path).read_text())
+        (d,) = m["datasets"]
+        shapes = "; ".join(f"{s}: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in arrays.items())
+                           for s, arrays in d["shapes"].items())
+        files = "<br>".join(f"`{f['folder']}/{f['file']}` `{f['sha256']}` ({f['origin']})" for f in d["files"])
+        used = f"**{d['label']}**" if d["stand_in_for"] else d["label"]
+        lines.append(f"| {m['requested']} | {used} | {d['source']} | {shapes} | {files or '(installed package)'} "
+                     f"| {d['licence']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_datasets_table(manifests: list[str | Path], out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        tmp.write_text(datasets_markdown(manifests))

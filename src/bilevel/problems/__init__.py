@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
+from .logistic import make_l2_logistic
 from .quadratic import make_quadratic
 
 _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "quadratic": make_quadratic,
+    "l2_logistic": make_l2_logistic,
 }
 
 
