@@ -15,9 +15,12 @@ snakemake --lint --configfile .test/config/config.yaml
 step "snakefmt --check"
 snakefmt --check Snakefile workflow/rules
 step "smoke workflow: every rule on the .test/ config"
-rm -rf .test/results .test/figures .test/logs
+rm -rf .test/results .test/figures .test/logs .test/data
 snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules
-for f in .test/figures/quadratic_hypergradient.png .test/figures/claims.md .test/figures/notebooks/baselines.ipynb; do
+# the download target too (its smoke list resolves locally: seed file or exact rebuild, never the network)
+snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules -- download
+for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hypergradient.png .test/figures/claims.md \
+  .test/figures/datasets.md .test/figures/notebooks/baselines.ipynb .test/results/downloads/breast-cancer.json; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \

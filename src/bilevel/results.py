@@ -183,6 +183,7 @@ def read_results(paths) -> pd.DataFrame:
         missing = [c for c in ROW_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p} is not a results file: missing columns {', '.join(missing)}")
-        df[list(OPTIONAL_LABELS)] = df[list(OPTIONAL_LABELS)].fillna("")
+        for col in OPTIONAL_LABELS:  # empty labels read back as NaN
+            df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))
