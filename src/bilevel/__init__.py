@@ -9,12 +9,12 @@ Public API::
     result.x, result.y, result.trace
 """
 
-from . import methods, problems
+from . import data, methods, problems
 from .oracle import Oracle
 from .problems import BilevelProblem, ClosedForm, MinimaxProblem
 from .run import RunResult, run
 
 __version__ = "0.1.0"
 
-__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "Oracle", "RunResult", "methods", "problems", "run",
+__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "Oracle", "RunResult", "data", "methods", "problems", "run",
            "__version__"]

@@ -1,4 +1,5 @@
-"""Command line: ``bilevel list`` and ``bilevel run EXPERIMENT --method M --seed S --out PATH``."""
+"""Command line: ``bilevel list``, ``bilevel run EXPERIMENT --method M --seed S --out PATH``,
+``bilevel data status`` (which official files are where) and ``bilevel data fetch NAME [--download]``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,46 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _store(args):
+    from . import data
+
+    return data.DataStore(args.data_dir, args.seed_dir, mirrors=args.mirror, allow_download=getattr(args, "download", False))
+
+
+def _cmd_data_status(args) -> int:
+    """One line per registered file: where its verified copy is, or that it is missing (and why)."""
+    from . import data
+
+    store = _store(args)
+    print(f"cache: {store.data_dir}; seed directories: {', '.join(map(str, store.seed_dirs)) or 'none'}")
+    for name in data.available():
+        spec = data.get(name)
+        tag = f" (STAND-IN for {spec.stand_in_for})" if spec.stand_in_for else ""
+        route = f"; offline route: {spec.offline}{' (exact)' if spec.offline_verified else ''}" if spec.offline else ""
+        print(f"{name}{tag}{route}")
+        for f in spec.split_files():
+            found = store.find(f, copy=False)
+            print(f"  {'ok     ' if found else 'missing'} {f.key}" + (f"  [{found.origin}]" if found else ""))
+    for message in store.rejected:
+        print(f"rejected: {message}")
+    return 0
+
+
+def _cmd_data_fetch(args) -> int:
+    from . import data
+
+    try:
+        for name in args.names:
+            ds = data.load(name, store=_store(args))
+            print(f"{ds.label}: {ds.source}; shapes {ds.shapes()}")
+            for loc in ds.files:
+                print(f"  {loc.spec.key} sha256 {loc.sha256} [{loc.origin}]")
+    except (data.DataError, KeyError) as err:
+        print(f"bilevel: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--config", default="config/config.yaml")
     p_run.add_argument("--quiet", action="store_true", help="no progress lines")
     p_run.set_defaults(func=_cmd_run)
+    p_data = sub.add_parser("data", help="datasets: status of the cache, fetch").add_subparsers(dest="data_command",
+                                                                                                 required=True)
+    for name, func, helptext in (("status", _cmd_data_status, "which official files are present, and where"),
+                                 ("fetch", _cmd_data_fetch, "make datasets available (verified) and print their files")):
+        p = p_data.add_parser(name, help=helptext)
+        p.add_argument("--data-dir", default=None, help="cache (default: $BILEVEL_DATA_DIR, else data/)")
+        p.add_argument("--seed-dir", action="append", default=[], help="read-only directory with official files")
+        p.add_argument("--mirror", action="append", default=[], help="base URL tried before the official ones")
+        p.set_defaults(func=func)
+        if name == "fetch":
+            p.add_argument("names", nargs="+", help="dataset names (bilevel data status lists them)")
+            p.add_argument("--download", action="store_true", help="allow downloading missing official files")
     args = parser.parse_args(argv)
     return args.func(args)
 
