@@ -120,6 +120,8 @@ class Oracle:
         yy = y.detach().requires_grad_("y" in track)
         out = self._fn[level](xx, yy, batch)
         inputs = [t for t, name in ((xx, "x"), (yy, "y")) if name in wrt]
+        if not out.requires_grad:  # h does not depend on the tracked blocks (e.g. f independent of x)
+            return (xx, yy), [torch.zeros_like(t) for t in inputs]
         grads = torch.autograd.grad(out, inputs, create_graph=create_graph, allow_unused=True)
         return (xx, yy), [_zeros_if_none(g, t) for t, g in zip(inputs, grads, strict=True)]
 
