@@ -89,16 +89,18 @@ def cubic_step_gd(g: torch.Tensor, hvp: Callable[[torch.Tensor], torch.Tensor], 
     """Gradient descent on m(s) from the Cauchy point, Hessian-vector products only.
 
     Returns ``(s, number of H·v products)``. ``lr`` should be ≤ 1/(4ℓ), ℓ ≥ ‖H‖ (Carmon & Duchi).
-    A small random perturbation of g (size ``perturbation``·‖g‖, drawn from ``generator``) avoids
-    the hard case, as in Carmon & Duchi's analysis; 0 disables it.
+    A small random perturbation of g (size ``perturbation``·max(‖g‖, 1), drawn from ``generator``)
+    avoids the hard case, as in Carmon & Duchi's analysis, and lets the step leave a saddle point
+    where g = 0; ``perturbation=0`` disables it.
     """
-    gnorm = float(torch.linalg.vector_norm(g))
     products = 0
-    if gnorm == 0.0:
-        return torch.zeros_like(g), products
     if perturbation > 0:
         noise = torch.randn(g.shape, generator=generator, dtype=g.dtype).to(g.device)
-        g = g + perturbation * gnorm * noise / torch.linalg.vector_norm(noise)
+        scale = perturbation * max(float(torch.linalg.vector_norm(g)), 1.0)
+        g = g + scale * noise / torch.linalg.vector_norm(noise)
+    gnorm = float(torch.linalg.vector_norm(g))
+    if gnorm == 0.0:
+        return torch.zeros_like(g), products
     hg = hvp(g)
     products += 1
     s = -cauchy_radius(g, hg, M) * g / torch.linalg.vector_norm(g)

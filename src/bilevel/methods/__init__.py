@@ -6,9 +6,10 @@ import dataclasses
 
 from .aid import AID
 from .base import HypergradientMethod, Method, ParameterError, State
+from .fsba import FSBA, IFSBA, LFSBA
 from .itd import ITD
 
-_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID)}
+_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, FSBA, IFSBA, LFSBA)}
 
 
 def available() -> list[str]:

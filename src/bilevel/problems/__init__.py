@@ -7,10 +7,12 @@ from collections.abc import Callable
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .logistic import make_l2_logistic
 from .quadratic import make_quadratic
+from .saddle import make_strict_saddle
 
 _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "quadratic": make_quadratic,
     "l2_logistic": make_l2_logistic,
+    "strict_saddle": make_strict_saddle,
 }
 
 
