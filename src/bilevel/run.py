@@ -19,7 +19,7 @@ import torch
 
 from .methods.base import Method, State
 from .oracle import Oracle
-from .problems.base import BilevelProblem
+from .problems.base import BilevelProblem, MinimaxProblem
 
 Metric = Callable[[BilevelProblem, torch.Tensor, torch.Tensor], float]
 _PROGRESS_METRICS = ("hypergrad_norm2", "hypergrad_rel_error", "upper_objective")
@@ -45,6 +45,8 @@ def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
     """Metrics available for ``problem``: closed-form ones where known, plus ``f(x, y)`` and the inner residual.
 
     - ``hypergrad_norm2`` = ‖∇Ψ(x)‖², ``inner_distance`` = ‖y − y*(x)‖², ``hyperobjective`` = Ψ(x) (closed form);
+    - ``value_gap`` = Ψ(x) − Ψ* when ``info["optimal_value"]`` is known; ``hyper_hessian_min_eig`` =
+      λ_min(∇²Ψ(x)) when ``info["hyper_hessian"]`` is a callable;
     - ``upper_objective`` = f(x, y) and ``inner_grad_norm2`` = ‖∇_y g(x, y)‖² (full batch, always).
     """
     metrics: dict[str, Metric] = {}
@@ -55,6 +57,11 @@ def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
         metrics["inner_distance"] = lambda p, x, y: _sq(y - cf.y_star(x))
     if cf is not None and cf.value is not None:
         metrics["hyperobjective"] = lambda p, x, y: float(cf.value(x))
+    if cf is not None and cf.value is not None and "optimal_value" in problem.info:
+        optimum = float(problem.info["optimal_value"])
+        metrics["value_gap"] = lambda p, x, y: float(cf.value(x)) - optimum
+    if callable(problem.info.get("hyper_hessian")):
+        metrics["hyper_hessian_min_eig"] = lambda p, x, y: float(torch.linalg.eigvalsh(p.info["hyper_hessian"](x))[0])
     metrics["upper_objective"] = lambda p, x, y: float(p.call("f", x, y))
     metrics["inner_grad_norm2"] = lambda p, x, y: _sq(torch.func.grad(lambda yy: p.call("g", x, yy), argnums=0)(y))
     return metrics
@@ -113,6 +120,8 @@ def run(
             raise ValueError(f"run(): {name} must be > 0, got {value!r}")
     if not (isinstance(eval_every, int) and eval_every >= 1):
         raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
+    if isinstance(problem, MinimaxProblem):
+        problem = problem.as_bilevel()
     metrics = default_metrics(problem) if metrics is None else metrics
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if progress is True else (progress or None)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from .base import Claim, Experiment, Verdict, aggregate
 from .config import ConfigError, check_config
 from .hypergradient_estimators import LOGISTIC, QUADRATIC
+from .minimax_cubic import FIGURE1 as FSBA_FIGURE1
+from .minimax_cubic import FIGURE6A as FSBA_FIGURE6A
 
-_REGISTRY: dict[str, Experiment] = {e.name: e for e in (QUADRATIC, LOGISTIC)}
+_REGISTRY: dict[str, Experiment] = {e.name: e for e in (QUADRATIC, LOGISTIC, FSBA_FIGURE1, FSBA_FIGURE6A)}
 
 
 def available() -> list[str]:

@@ -20,10 +20,11 @@ from ..run import Clock, run
 from .config import ConfigError, method_spec
 
 
-def build_problem(exp_cfg: dict, seed: int, device: str = "cpu"):
-    """The experiment's problem instance for ``seed`` (float64 synthetic problems)."""
+def build_problem(exp_cfg: dict, seed: int, device: str = "cpu", overrides: dict | None = None):
+    """The experiment's problem instance for ``seed`` (float64 synthetic problems); ``overrides``
+    replace problem parameters (e.g. the initial point of a figure panel)."""
     prob = exp_cfg["problem"]
-    params = dict(prob.get("params", {}))
+    params = {**prob.get("params", {}), **(overrides or {})}
     params["seed"] = seed
     if device != "cpu":
         params["device"] = device
@@ -86,13 +87,14 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
 
 
 def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
-                     progress=False) -> pd.DataFrame:
-    """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget."""
+                     progress=False, phase: str = "optimization", overrides: dict | None = None) -> pd.DataFrame:
+    """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget
+    (rows labelled ``phase``; ``overrides`` replace problem parameters)."""
     section = exp_cfg["optimization"]
-    problem = build_problem(exp_cfg, seed, device)
+    problem = build_problem(exp_cfg, seed, device, overrides)
     mname, params = method_spec(exp_cfg, label, "optimization")
     method = method_registry.make(mname, **params)
     result = run(method, problem, max_iters=section.get("max_iters"), max_oracle_calls=section.get("max_oracle_calls"),
                  max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
                  progress=progress)
-    return tidy(result.trace, **_labels(exp_name, "optimization", problem, label, mname, method.params(), seed))
+    return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))

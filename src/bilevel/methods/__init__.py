@@ -8,8 +8,9 @@ from .aid import AID
 from .base import HypergradientMethod, Method, ParameterError, State
 from .fsba import FSBA, IFSBA, LFSBA
 from .itd import ITD
+from .minimax import GDA, LMCN, MCN
 
-_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, FSBA, IFSBA, LFSBA)}
+_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN)}
 
 
 def available() -> list[str]:

@@ -33,11 +33,14 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
             c = c[np.isfinite(c[panel.center]) & np.isfinite(c[panel.x])]
             if panel.logx:
                 c = c[c[panel.x] > 0]
+            if panel.logy:  # an exact zero (e.g. a value gap reached to machine precision) has no log
+                c = c[c[panel.center] > 0]
             if c.empty:
                 continue
             div = label in diverged and (c["status"] == "diverged").any()
             if not div:
-                finite_ranges.append((c["min"].min(), c["max"].max()))
+                low = c["min"][c["min"] > 0].min() if panel.logy else c["min"].min()
+                finite_ranges.append((low, c["max"].max()))
             ax.plot(c[panel.x], c[panel.center], color=method_color(label), marker=method_marker(label),
                     markersize=3.5, linewidth=1.4, linestyle="--" if div else "-",
                     label=f"{label} (diverged)" if label in diverged else label)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .logistic import make_l2_logistic
+from .minimax_w import make_minimax_w
 from .quadratic import make_quadratic
 from .saddle import make_strict_saddle
 
@@ -13,6 +14,7 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "quadratic": make_quadratic,
     "l2_logistic": make_l2_logistic,
     "strict_saddle": make_strict_saddle,
+    "minimax_w": make_minimax_w,
 }
 
 

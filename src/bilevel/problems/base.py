@@ -135,3 +135,13 @@ class MinimaxProblem:
             raise TypeError("MinimaxProblem needs a callable f(x, y)")
         self.x0 = _check_point("x0", self.x0)
         self.y0 = _check_point("y0", self.y0)
+
+    def as_bilevel(self) -> BilevelProblem:
+        """The same problem as a bilevel one: upper level ``f``, lower level ``−f`` (so y*(x) = argmax_y f).
+
+        Minimax methods use only the level ``"f"`` of the oracle; the closed form (``y*``, ``∇P``,
+        ``P``) carries over, so the standard metrics measure ``P(x) = max_y f(x, y)``.
+        """
+        f = self.f
+        return BilevelProblem(f=f, g=lambda x, y: -f(x, y), x0=self.x0, y0=self.y0, closed_form=self.closed_form,
+                              name=self.name, info=self.info)

@@ -1,0 +1,76 @@
+"""The synthetic minimax problem (specs/fsba.md §8) and GDA / MCN / LMCN on it."""
+
+import pytest
+import torch
+
+import bilevel
+from bilevel.methods.minimax import concave_schur_complement
+from bilevel.problems.minimax_w import w_function
+
+DT = torch.float64
+
+
+def test_w_is_twice_continuously_differentiable_with_the_stated_minimum():
+    for boundary in (-0.5, -0.1, 0.0, 0.1, 0.5):
+        for order in range(3):
+            left = w_function(torch.tensor(boundary - 1e-10, dtype=DT), order=order)
+            right = w_function(torch.tensor(boundary + 1e-10, dtype=DT), order=order)
+            assert float(left) == pytest.approx(float(right), abs=1e-8)
+    xs = torch.linspace(-1.5, 1.5, 3001, dtype=DT, requires_grad=True)
+    w = w_function(xs)
+    (d1,) = torch.autograd.grad(w.sum(), xs, create_graph=True)
+    (d2,) = torch.autograd.grad(d1.sum(), xs)
+    torch.testing.assert_close(d1.detach(), w_function(xs.detach(), order=1))
+    torch.testing.assert_close(d2, w_function(xs.detach(), order=2))
+    assert float(w.detach().min()) == pytest.approx(-2 / 375, abs=1e-12)
+    assert float(w_function(torch.tensor(0.6, dtype=DT))) == pytest.approx(-2 / 375, abs=1e-15)
+
+
+@pytest.mark.parametrize("init", [1, 2])
+def test_closed_form_matches_autograd(init):
+    problem = bilevel.problems.make("minimax_w", init=init)
+    x = problem.x0 + torch.tensor([0.05, -0.02, 0.3], dtype=DT)
+    y = problem.closed_form.y_star(x).requires_grad_(True)
+    gy = torch.autograd.grad(problem.f(x, y), y)[0]
+    assert float(gy.norm()) < 1e-14  # y* maximizes f(x, ·)
+    xx = x.clone().requires_grad_(True)
+    gx = torch.autograd.grad(problem.f(xx, problem.closed_form.y_star(x)), xx)[0]
+    torch.testing.assert_close(gx, problem.closed_form.hypergradient(x))  # Danskin: ∇P = ∇_x f(x, y*)
+    assert float(problem.closed_form.value(x)) == pytest.approx(float(problem.f(x, problem.closed_form.y_star(x))))
+    blocks = bilevel.Oracle(problem.as_bilevel()).hessian("f", x, y.detach())
+    torch.testing.assert_close(concave_schur_complement(blocks), problem.info["hyper_hessian"](x))
+
+
+@pytest.mark.parametrize("init", [1, 2])
+def test_lmcn_reaches_the_optimal_value(init):
+    problem = bilevel.problems.make("minimax_w", init=init)
+    result = bilevel.run(bilevel.methods.make("lmcn", period=10), problem, max_oracle_calls=1000, eval_every=10, seed=0)
+    assert result.trace["value_gap"].min() <= 1e-8
+    assert abs(float(result.x[0])) == pytest.approx(0.6, abs=1e-4)  # a minimizer, not the saddle
+    assert float(result.trace["hyper_hessian_min_eig"].iloc[-1]) > 0
+
+
+def test_gda_and_mcn_count_the_reference_costs():
+    problem = bilevel.problems.make("minimax_w", init=2).as_bilevel()
+    for name, per_iter in (("gda", {"f_grad": 2}), ("mcn", {"f_grad": 9, "f_hessian": 1})):
+        oracle = bilevel.Oracle(problem)
+        method = bilevel.methods.make(name)
+        state = method.init(oracle, problem.x0, problem.y0, 0)
+        for _ in range(3):
+            state = method.step(oracle, state)
+        counts = oracle.snapshot()
+        for key, per in per_iter.items():
+            assert counts[key] == 3 * per, (name, counts)
+        assert counts["g_grad"] == counts["g_hessian"] == 0  # minimax methods use only the level f
+    oracle = bilevel.Oracle(problem)
+    lazy = bilevel.methods.make("lmcn", period=2)
+    state = lazy.init(oracle, problem.x0, problem.y0, 0)
+    for _ in range(4):
+        state = lazy.step(oracle, state)
+    assert oracle.snapshot()["f_hessian"] == 2
+
+
+def test_mcn_leaves_the_saddle_neighbourhood():
+    problem = bilevel.problems.make("minimax_w", init=1)
+    result = bilevel.run(bilevel.methods.make("mcn"), problem, max_iters=21, eval_every=21, seed=0)
+    assert abs(float(result.x[0])) == pytest.approx(0.6, abs=1e-3)
