@@ -69,3 +69,15 @@ def test_bad_parameters_name_the_parameter():
         bilevel.methods.make("lfsba", inner_momentum=1.5)
     with pytest.raises(ParameterError, match="period"):
         bilevel.methods.make("lfsba", period=0)
+
+
+def test_f2ba_converges_to_the_penalty_stationary_point(quad_small):
+    """F2BA (first-order only) drives ‖∇Ψ‖² down to the O(1/λ²) bias of the penalty and never uses
+    second-order information."""
+    method = bilevel.methods.make("f2ba", lam=100.0, inner_steps=20, lr_y=0.009, lr_z=0.009, outer_lr=0.3,
+                                  z_warm_start=True)
+    result = bilevel.run(method, quad_small, max_iters=100, eval_every=50, seed=0)
+    first, last = result.trace["hypergrad_norm2"].iloc[0], result.trace["hypergrad_norm2"].iloc[-1]
+    assert last < 1e-3 * first
+    counts = result.trace.iloc[-1]
+    assert counts["f_hvp"] == counts["g_hvp"] == counts["f_hessian"] == counts["g_hessian"] == 0

@@ -6,11 +6,12 @@ import dataclasses
 
 from .aid import AID
 from .base import HypergradientMethod, Method, ParameterError, State
+from .f2ba import F2BA
 from .fsba import FSBA, IFSBA, LFSBA
 from .itd import ITD
 from .minimax import GDA, LMCN, MCN
 
-_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN)}
+_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, F2BA, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN)}
 
 
 def available() -> list[str]:
