@@ -20,7 +20,9 @@ snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules
 # the download target too (its smoke list resolves locally: seed file or exact rebuild, never the network)
 snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules -- download
 for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hypergradient.png .test/figures/claims.md \
-  .test/figures/datasets.md .test/figures/notebooks/baselines.ipynb .test/results/downloads/breast-cancer.json; do
+  .test/figures/fsba_fig1_minimax.png .test/figures/fsba_fig6a_period.png .test/figures/tables/fsba_complexity.md \
+  .test/figures/tables/fsba_complexity.tex .test/figures/datasets.md .test/figures/notebooks/baselines.ipynb \
+  .test/figures/notebooks/fsba.ipynb .test/results/downloads/breast-cancer.json; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \

@@ -98,3 +98,17 @@ def test_readme_user_problem_example():
     result, A, target = namespace["result"], namespace["A"], namespace["target"]
     assert result.status == "completed"
     assert float((result.x - A @ target).norm() / (A @ target).norm()) < 1e-6  # x* = A·target
+
+
+def test_tables_render_from_their_data_files():
+    from bilevel.experiments import tables
+
+    assert "fsba_complexity" in tables.available()
+    md = tables.render("fsba_complexity", "md")
+    assert "| LFSBA | bilevel |" in md and "Õ(√m ε^-1.5)" in md
+    tex = tables.render("fsba_complexity", "tex")
+    assert r"\begin{tabular}{llllll}" in tex and r"fsba\_complexity" in tex
+    bad = yaml.safe_load(yaml.safe_dump(SMOKE))
+    bad["tables"] = ["no_such_table"]
+    with pytest.raises(ConfigError, match=r"tables\[0\]: unknown table"):
+        check_config(bad)

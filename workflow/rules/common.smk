@@ -7,6 +7,7 @@ sys.path.insert(
 )  # the package, also without an installed copy
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
+from bilevel.experiments import get as get_experiment  # noqa: E402
 
 try:
     check_config(config)
@@ -41,6 +42,11 @@ def experiment_datasets(experiment):
     return [f"{RESULTS}/data/{params['dataset']}.json"] if "dataset" in params else []
 
 
+def notebooks():
+    """The notebooks that show this configuration's experiments (one per paper)."""
+    return sorted({get_experiment(e).notebook for e in config["experiments"]})
+
+
 def requested_datasets():
     """Names of the datasets in data.datasets (entries are names or {name, splits})."""
     return [
@@ -56,6 +62,9 @@ def all_targets():
     targets.append(f"{FIGURES}/claims.md")
     if requested_datasets():
         targets.append(f"{FIGURES}/datasets.md")
+    targets += [
+        f"{FIGURES}/tables/{t}.{ext}" for t in config["tables"] for ext in ("md", "tex")
+    ]
     if config["notebooks"]:
-        targets.append(f"{FIGURES}/notebooks/baselines.ipynb")
+        targets += [f"{FIGURES}/notebooks/{nb}.ipynb" for nb in notebooks()]
     return targets

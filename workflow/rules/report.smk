@@ -26,6 +26,7 @@ rule notebook:
         ),
         claims=f"{FIGURES}/claims.md",
         datasets=[f"{FIGURES}/datasets.md"] if requested_datasets() else [],
+        tables=expand(f"{FIGURES}/tables/{{table}}.md", table=config["tables"]),
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
     log:
@@ -36,3 +37,15 @@ rule notebook:
         "../../envs/notebook.yaml"
     script:
         "../scripts/execute_notebook.py"
+
+
+rule table:
+    output:
+        md=report(f"{FIGURES}/tables/{{table}}.md", category="tables"),
+        tex=f"{FIGURES}/tables/{{table}}.tex",
+    log:
+        f"{LOGS}/tables/{{table}}.log",
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/table.py"

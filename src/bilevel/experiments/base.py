@@ -54,6 +54,7 @@ class Experiment:
     run_job: Callable[[dict, str, int], pd.DataFrame]
     plot: Callable[[pd.DataFrame, dict, list[str]], None]
     claims: tuple[Claim, ...] = field(default_factory=tuple)
+    notebook: str = "baselines"  # the notebook (notebooks/<name>.ipynb) that shows this experiment
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

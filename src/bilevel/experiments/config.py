@@ -120,4 +120,9 @@ def check_config(config: dict) -> dict:
     for name, exp_cfg in experiments.items():
         check_experiment(name, exp_cfg)
     check_data(config.get("data", {}))
+    from . import tables
+
+    for i, name in enumerate(config.get("tables", [])):
+        if name not in tables.available():
+            raise ConfigError(f"tables[{i}]: unknown table {name!r}; available: {', '.join(tables.available())}")
     return config

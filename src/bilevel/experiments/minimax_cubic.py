@@ -158,4 +158,5 @@ FIGURE6A = Experiment(
               "FSBA paper: lazy reuse improves the computational complexity [paper]; setup F-8 [inferred]",
               _period_helps),
     ),
+    notebook="fsba",
 )

@@ -143,3 +143,12 @@ def datasets_markdown(manifests: list[str | Path]) -> str:
 def write_datasets_table(manifests: list[str | Path], out: str | Path) -> None:
     with atomic_path(out) as tmp:
         tmp.write_text(datasets_markdown(manifests))
+
+
+def write_table(name: str, md_out: str | Path, tex_out: str | Path) -> None:
+    """A paper table (``bilevel.experiments.tables``) as Markdown and LaTeX, atomically."""
+    from . import tables
+
+    for fmt, out in (("md", md_out), ("tex", tex_out)):
+        with atomic_path(out) as tmp:
+            tmp.write_text(tables.render(name, fmt))
