@@ -45,3 +45,12 @@ def test_aggregate_over_seeds(quad_small):
     vals = rows[(rows.metric == "hypergrad_norm2") & (rows.step == 4)]["value"]
     assert one["n_seeds"] == 2 and one["mean"] == pytest.approx(vals.mean()) and one["max"] == vals.max()
     assert one["status"] == "completed"
+
+
+def test_every_curve_of_a_figure_has_its_own_style():
+    from bilevel.plotting.style import figure_styles, method_color
+
+    for labels in (["m1", "m5", "m10", "m50", "m100"], ["lmcn", "lmcn-m5", "mcn", "gda"], ["itd", "aid-cg", "x", "y"]):
+        styles = figure_styles(labels)
+        assert len({s[0] for s in styles.values()}) == len(labels), labels
+    assert figure_styles(["itd", "m1"])["itd"][0] == method_color("itd")  # registry names keep their colour

@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..results import atomic_path
 from .panels import Panel
-from .style import apply_style, method_color, method_marker
+from .style import apply_style, figure_styles
 
 
 def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: list[str] | None = None,
@@ -25,6 +25,7 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
     methods = methods or sorted(agg["method"].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
     diverged = {m for m in methods if (agg.loc[agg["method"] == m, "status"] == "diverged").any()}
+    styles = figure_styles(methods)
     for ax, panel in zip(axes[0], panels, strict=True):
         finite_ranges = []
         for label in methods:
@@ -41,11 +42,12 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
             if not div:
                 low = c["min"][c["min"] > 0].min() if panel.logy else c["min"].min()
                 finite_ranges.append((low, c["max"].max()))
-            ax.plot(c[panel.x], c[panel.center], color=method_color(label), marker=method_marker(label),
+            color, marker = styles[label]
+            ax.plot(c[panel.x], c[panel.center], color=color, marker=marker,
                     markersize=3.5, linewidth=1.4, linestyle="--" if div else "-",
                     label=f"{label} (diverged)" if label in diverged else label)
             if not div:
-                ax.fill_between(c[panel.x], c["min"], c["max"], color=method_color(label), alpha=0.2, linewidth=0)
+                ax.fill_between(c[panel.x], c["min"], c["max"], color=color, alpha=0.2, linewidth=0)
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)

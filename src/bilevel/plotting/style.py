@@ -32,6 +32,19 @@ def _index(label: str) -> int:
     return int(hashlib.sha256(label.encode()).hexdigest(), 16) % len(_PALETTE)
 
 
+def figure_styles(labels: list[str]) -> dict[str, tuple]:
+    """``label -> (colour, marker)`` for one figure: registry labels keep their fixed style; other labels
+    (variants such as ``m10`` or ``lmcn-m5``) get, in order, the palette entries no other label of this
+    figure uses, so two curves of one figure never look alike."""
+    used = {_FIXED[lab] for lab in labels if lab in _FIXED}
+    free = [i for i in range(len(_PALETTE)) if i not in used]
+    out = {}
+    for lab in labels:
+        i = _FIXED[lab] if lab in _FIXED else (free.pop(0) if free else _index(lab))
+        out[lab] = (_PALETTE[i], _MARKERS[i % len(_MARKERS)])
+    return out
+
+
 def method_color(label: str):
     """The fixed colour of a method label."""
     return _PALETTE[_index(label)]
