@@ -16,7 +16,10 @@ arXiv 2605.06431. The paper's pseudo-code is not available to us; this is the re
 5. cubic step ``x_{t+1} = x_t + argmin_s ⟨g_t, s⟩ + ½ sᵀH_t s + (M/6)‖s‖³`` — exact solver (§4a) for
    explicit Hessians, gradient descent on the model (§4b) for Hessian-free ones.
 
-Defaults: λ = 10, M = 10, K = 10 AGD steps (``specs/fsba.md`` F-2).
+Defaults: λ = 10, M = 10, K = 10 AGD steps (``specs/fsba.md`` F-2). Our choices: the AGD step on
+``f + λ g`` is ``inner_lr / (1 + λ)`` (its smoothness grows like λ), the step on ``g`` is ``inner_lr``,
+both with momentum ``inner_momentum``; the Hessian-free cubic solver starts from the Cauchy point and
+stops at ``cubic_tol`` or ``cubic_iters``; CG of the HVP form is warm-started within a refresh period.
 """
 
 from __future__ import annotations
