@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 stamp="$VENV/.bilevel-setup"
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   exit 0
 fi
@@ -20,6 +20,7 @@ echo "setup: installing pinned requirements into $VENV (a few minutes the first 
 # torch first and alone, pinned: nothing may resolve it to a newer (CUDA) build afterwards.
 if ! { "$VENV/bin/pip" install --disable-pip-version-check -q "torch==2.13.0" \
     && "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements.txt \
+    && "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt \
     && "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps -e . ; } >"$log" 2>&1; then
   grep -v "^WARNING: Location" "$log" | tail -n 30 >&2
   echo "setup: pip install failed (full log: $log)" >&2
