@@ -28,7 +28,11 @@ rule aggregate:
         lambda wc: job_results(wc.experiment),
     output:
         csv=f"{RESULTS}/{{experiment}}/aggregate.csv",
-        provenance=f"{RESULTS}/{{experiment}}/aggregate.provenance.json",
+        provenance=report(
+            f"{RESULTS}/{{experiment}}/aggregate.provenance.json",
+            category="provenance",
+            caption="../report/provenance.rst",
+        ),
     log:
         f"{LOGS}/aggregate/{{experiment}}.log",
     conda:
@@ -41,12 +45,12 @@ rule plot:
     input:
         f"{RESULTS}/{{experiment}}/aggregate.csv",
     output:
-        pdf=report(
-            f"{FIGURES}/{{experiment}}.pdf",
+        pdf=f"{FIGURES}/{{experiment}}.pdf",
+        png=report(
+            f"{FIGURES}/{{experiment}}.png",
             category="figures",
             caption="../report/figure.rst",
         ),
-        png=f"{FIGURES}/{{experiment}}.png",
     log:
         f"{LOGS}/plot/{{experiment}}.log",
     benchmark:
