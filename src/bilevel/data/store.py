@@ -254,7 +254,8 @@ class DataStore:
         if found:
             lines.append("present: " + ", ".join(s.key for s in found))
         searched = [str(self.data_dir)] + [str(d) for d in self.seed_dirs]
-        lines.append(f"searched: {', '.join(searched)}; downloads are "
+        absent = f" (seed directories not found: {', '.join(map(str, self.skipped_seed_dirs))})" if self.skipped_seed_dirs else ""
+        lines.append(f"searched: {', '.join(searched)}{absent}; downloads are "
                      f"{'on' if self.allow_download else 'off (config data.allow_download: true, or `snakemake download`)'}")
         lines += self.rejected
         return "\n  ".join(lines)
