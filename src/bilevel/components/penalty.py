@@ -31,12 +31,16 @@ def penalty_gradient(oracle: Oracle, x, y, z, lam: float, batch=None) -> torch.T
     return oracle.grad_x("f", x, y, batch) + lam * (oracle.grad_x("g", x, y, batch) - oracle.grad_x("g", x, z, batch))
 
 
-def schur_complement(blocks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``H_xx − H_xy H_yy⁻¹ H_yx`` by a Cholesky solve (H_yy must be positive definite)."""
-    chol, info = torch.linalg.cholesky_ex(blocks["yy"])
+def schur_complement(blocks: dict[str, torch.Tensor], concave: bool = False) -> torch.Tensor:
+    """``H_xx − H_xy H_yy⁻¹ H_yx`` by a Cholesky solve: of ``H_yy`` (positive definite: min over y) or,
+    with ``concave=True``, of ``−H_yy`` (max over y, e.g. ``∇²P`` of a minimax problem)."""
+    sign = -1.0 if concave else 1.0
+    chol, info = torch.linalg.cholesky_ex(sign * blocks["yy"])
     if int(info) != 0:
-        raise ValueError("the y-y block is not positive definite: increase λ or check strong convexity in y")
-    return blocks["xx"] - blocks["xy"] @ torch.cholesky_solve(blocks["yx"], chol)
+        what = "−f_yy is not positive definite (f not strongly concave in y)" if concave else \
+            "the y-y block is not positive definite: increase λ or check strong convexity in y"
+        raise ValueError(what)
+    return blocks["xx"] - sign * blocks["xy"] @ torch.cholesky_solve(blocks["yx"], chol)
 
 
 def penalty_hessian(oracle: Oracle, x, y, z, lam: float, batch=None) -> torch.Tensor:

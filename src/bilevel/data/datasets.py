@@ -28,7 +28,7 @@ from .store import DataStore, Located
 
 log = logging.getLogger("bilevel.data")
 _TRACKERS: list[list[dict]] = []
-_MEMO: dict[tuple, Dataset] = {}
+_MEMO: dict[tuple, tuple] = {}  # decoded arrays, by dataset, splits and file checksums
 
 
 @dataclass
@@ -81,10 +81,18 @@ def track_usage():
         _TRACKERS.remove(records)
 
 
+def _identity(record: dict) -> tuple:
+    return record["dataset"], tuple(f["sha256"] for f in record["files"]), record["array_sha256"]
+
+
 def _note_usage(ds: Dataset) -> Dataset:
-    for records in _TRACKERS:
-        if ds.record() not in records:
-            records.append(ds.record())
+    """Record ``ds`` in every open :func:`track_usage` block, once per identical data (the first
+    lookup's record is kept: a later load of the same files from the cache adds nothing)."""
+    if _TRACKERS:
+        record = ds.record()
+        for records in _TRACKERS:
+            if _identity(record) not in {_identity(r) for r in records}:
+                records.append(record)
     return ds
 
 
@@ -148,14 +156,16 @@ def _load(name: str, splits, store: DataStore) -> Dataset:
             located[f.key] = store.fetch(f)
     ordered = [located[f.key] for f in files]
     memo_key = (name, chosen, tuple(loc.sha256 for loc in ordered))
-    if memo_key not in _MEMO:
+    if memo_key not in _MEMO:  # decoded arrays are shared between loads of identical files
         arrays, meta = _ASSEMBLERS[name]({loc.spec.key: loc.path for loc in ordered}, chosen)
-        ds = Dataset(spec, _to_tensors(arrays), ordered, "official files", meta, offline.array_checksum(arrays))
-        if spec.array_sha256 and ds.array_sha256 != spec.array_sha256:
-            raise DataError(f"dataset {name!r}: loaded values have array sha256 {ds.array_sha256}, expected "
+        checksum = offline.array_checksum(arrays)
+        if spec.array_sha256 and checksum != spec.array_sha256:
+            raise DataError(f"dataset {name!r}: loaded values have array sha256 {checksum}, expected "
                             f"{spec.array_sha256} (files {', '.join(loc.spec.key for loc in ordered)})")
-        _MEMO[memo_key] = ds
-    return _note_usage(_MEMO[memo_key])
+        _MEMO[memo_key] = (_to_tensors(arrays), meta, checksum)
+    tensors, meta, checksum = _MEMO[memo_key]
+    # a new record each time: the files' paths and origins are those of THIS lookup
+    return _note_usage(Dataset(spec, tensors, ordered, "official files", meta, checksum))
 
 
 def _from_route(spec: DatasetSpec, splits, files) -> Dataset:

@@ -26,16 +26,14 @@ import torch
 
 from ..components.cubic import cubic_step_exact, cubic_step_separable, symmetric_eig
 from ..components.inner_solvers import accelerated_gradient_descent
+from ..components.penalty import schur_complement
 from ..oracle import Oracle
 from .base import Method, State
 
 
 def concave_schur_complement(blocks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``∇²P = f_xx − f_xy f_yy⁻¹ f_yx`` for f strongly concave in y (Cholesky of −f_yy), symmetrised."""
-    chol, info = torch.linalg.cholesky_ex(-blocks["yy"])
-    if int(info) != 0:
-        raise ValueError("f is not strongly concave in y at this point (−f_yy is not positive definite)")
-    h = blocks["xx"] + blocks["xy"] @ torch.cholesky_solve(blocks["yx"], chol)
+    """``∇²P = f_xx − f_xy f_yy⁻¹ f_yx`` for f strongly concave in y, symmetrised."""
+    h = schur_complement(blocks, concave=True)
     return 0.5 * (h + h.T)
 
 
@@ -83,7 +81,8 @@ class MCN(Method):
             hessian = concave_schur_complement(oracle.hessian("f", x, y))
             state.aux["hessian"] = hessian
             state.aux["eig"] = symmetric_eig(hessian) if self.cubic_solver == "exact" else None
-            state.diagnostics["schur_min_eig"] = float(torch.linalg.eigvalsh(hessian)[0])
+            lam_min = state.aux["eig"][0][0] if state.aux["eig"] is not None else torch.linalg.eigvalsh(hessian)[0]
+            state.diagnostics["schur_min_eig"] = float(lam_min)
         if self.cubic_solver == "exact":
             s = cubic_step_exact(grad, None, self.M, eig=state.aux["eig"])
         else:
