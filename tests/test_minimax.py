@@ -74,3 +74,15 @@ def test_mcn_leaves_the_saddle_neighbourhood():
     problem = bilevel.problems.make("minimax_w", init=1)
     result = bilevel.run(bilevel.methods.make("mcn"), problem, max_iters=21, eval_every=21, seed=0)
     assert abs(float(result.x[0])) == pytest.approx(0.6, abs=1e-3)
+
+
+def test_both_oracle_call_conventions():
+    import pandas as pd
+
+    from bilevel.experiments.minimax_cubic import CALLS, CALLS_D, problem_dimension, with_weighted_calls
+
+    assert problem_dimension({"problem": {"name": "minimax_w", "params": {}}}) == 5
+    counts = {"f_grad": [9.0], "g_grad": [0.0], "f_hvp": [0.0], "g_hvp": [0.0], "f_hessian": [1.0], "g_hessian": [0.0]}
+    agg = with_weighted_calls(pd.DataFrame(counts), dim=5)
+    assert float(agg[CALLS].iloc[0]) == 11.0  # MCN: K + 3 per iteration
+    assert float(agg[CALLS_D].iloc[0]) == 14.0  # K + 1 + d

@@ -8,10 +8,12 @@ job runs one method from both points (phases ``init1``, ``init2``).
   GDA (η_x = 0.01, η_y = 0.1), error ``P(x) − P*`` and ‖∇P(x)‖² against oracle calls.
 - ``fsba_fig6a_period``: LMCN with Hessian refresh period m ∈ {1, 5, 10, 50, 100}.
 
-Oracle calls (open choice F-3, ``specs/fsba.md`` §11): gradients + Hessian-vector products + 2 per
-Hessian evaluation, i.e. MCN's K + 3 per iteration read as K inner gradients + 1 gradient + 2 for the
-second-order information, the 2 counted only at refresh iterations for lazy methods; GDA costs 2
-per iteration. All counts are measured by the oracle.
+Oracle calls (open choice F-3, ``specs/fsba.md`` §11), both conventions labelled: (i) the plotted
+default, gradients + Hessian-vector products + 2 per Hessian evaluation, i.e. MCN's K + 3 per
+iteration read as K inner gradients + 1 gradient + 2 for the second-order information, the 2 counted
+only at refresh iterations for lazy methods, GDA 2 per iteration; (ii) the alternative, a Hessian
+counted as d gradient-equivalents (d = dim x + dim y), drawn in Figure 6(a)'s panels (c), (d) and
+reported beside every claim. Claims are judged on (i). All counts are measured by the oracle.
 """
 
 from __future__ import annotations
@@ -27,13 +29,25 @@ from .jobs import optimization_run
 INITS = (1, 2)
 CALLS = "oracle_calls_weighted"
 CALLS_LABEL = "oracle calls (grad + 2 per Hessian)"
+CALLS_D = "oracle_calls_hessian_d"
+CALLS_D_LABEL = "oracle calls (Hessian = d gradients)"
 
 
-def with_weighted_calls(agg: pd.DataFrame) -> pd.DataFrame:
-    """Add the F-3 oracle-call axis: gradients + HVPs + 2 × Hessians (both levels, mean over seeds)."""
+def problem_dimension(exp_cfg: dict) -> int:
+    """d = dim x + dim y of the experiment's problem (5 for the minimax problem of §8.1)."""
+    from .. import problems
+
+    problem = problems.make(exp_cfg["problem"]["name"], **exp_cfg["problem"].get("params", {}))
+    return problem.x0.numel() + problem.y0.numel()
+
+
+def with_weighted_calls(agg: pd.DataFrame, dim: int = 5) -> pd.DataFrame:
+    """Add both F-3 oracle-call axes: gradients + HVPs + 2 × Hessians, and + ``dim`` × Hessians."""
     agg = agg.copy()
-    agg[CALLS] = (agg["f_grad"] + agg["g_grad"] + agg["f_hvp"] + agg["g_hvp"]
-                  + 2 * (agg["f_hessian"] + agg["g_hessian"]))
+    first_order = agg["f_grad"] + agg["g_grad"] + agg["f_hvp"] + agg["g_hvp"]
+    hessians = agg["f_hessian"] + agg["g_hessian"]
+    agg[CALLS] = first_order + 2 * hessians
+    agg[CALLS_D] = first_order + dim * hessians
     return agg
 
 
@@ -46,11 +60,16 @@ def _run_job(name: str):
 
 
 def _panels(with_gradient: bool) -> list[Panel]:
-    panels = [Panel(f"init{i}", "value_gap", CALLS, f"({'ab'[i - 1]}) $x_0$ = {['0.001·1', '(1, 0, 0)'][i - 1]}",
-                    CALLS_LABEL, r"$P(x) - P^*$", logx=False) for i in INITS]
+    """Figure 1 (``with_gradient``): gap and ‖∇P‖² against calls (i); Figure 6(a): gap against (i) and (ii)."""
+    start = {1: "$x_0$ = 0.001·1", 2: "$x_0$ = (1, 0, 0)"}
+    panels = [Panel(f"init{i}", "value_gap", CALLS, f"({'ab'[i - 1]}) {start[i]}", CALLS_LABEL, r"$P(x) - P^*$",
+                    logx=False) for i in INITS]
     if with_gradient:
-        panels += [Panel(f"init{i}", "hypergrad_norm2", CALLS, f"({'cd'[i - 1]}) gradient, init {i}", CALLS_LABEL,
+        panels += [Panel(f"init{i}", "hypergrad_norm2", CALLS, f"({'cd'[i - 1]}) gradient, {start[i]}", CALLS_LABEL,
                          r"$\|\nabla P(x)\|^2$", logx=False) for i in INITS]
+    else:
+        panels += [Panel(f"init{i}", "value_gap", CALLS_D, f"({'cd'[i - 1]}) {start[i]}, Hessian = d gradients",
+                         CALLS_D_LABEL, r"$P(x) - P^*$", logx=False) for i in INITS]
     return panels
 
 
@@ -59,8 +78,11 @@ def _plot(title: str, with_gradient: bool):
         from ..plotting.curves import metric_panels, save_figure
 
         params = ", ".join(f"{k}={v}" for k, v in exp_cfg["problem"].get("params", {}).items()) or "eps=0.01, L=5"
-        fig = metric_panels(with_weighted_calls(agg), _panels(with_gradient), title, methods=list(exp_cfg["methods"]),
-                            note=f"minimax_w({params}); oracle calls: gradients + 2 per Hessian (specs F-3, our choice)")
+        dim = problem_dimension(exp_cfg)
+        fig = metric_panels(with_weighted_calls(agg, dim), _panels(with_gradient), title,
+                            methods=list(exp_cfg["methods"]),
+                            note=f"minimax_w({params}); oracle calls (specs F-3, our choice): gradients + 2 per Hessian"
+                                 + ("" if with_gradient else f"; panels (c), (d): a Hessian = d = {dim} gradients"))
         save_figure(fig, outputs)
     return plot
 
@@ -69,10 +91,10 @@ def _labels(exp_cfg: dict, method: str) -> list[str]:
     return [lab for lab, e in exp_cfg["methods"].items() if e["method"] == method]
 
 
-def _calls(agg, exp_cfg, labels, phase) -> dict[str, float | None]:
+def _calls(agg, exp_cfg, labels, phase, x: str = CALLS) -> dict[str, float | None]:
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
-    agg = with_weighted_calls(agg)
-    return {lab: first_reaching(agg, lab, "value_gap", phase, tol, x=CALLS) for lab in labels}
+    agg = with_weighted_calls(agg, problem_dimension(exp_cfg))
+    return {lab: first_reaching(agg, lab, "value_gap", phase, tol, x=x) for lab in labels}
 
 
 def _show(calls: dict) -> str:
@@ -88,9 +110,10 @@ def _fewer_calls(agg, exp_cfg, challengers: list[str], references: list[str]) ->
         best = min((v for lab, v in calls.items() if lab in challengers and v is not None), default=None)
         rival = min((v for lab, v in calls.items() if lab in references and v is not None), default=None)
         holds &= best is not None and (rival is None or best < rival)
-        parts.append(f"init {i}: {_show(calls)}")
+        alternative = _calls(agg, exp_cfg, challengers + references, f"init{i}", x=CALLS_D)
+        parts.append(f"init {i}: {_show(calls)} (Hessian = d gradients: {_show(alternative)})")
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
-    return Verdict(holds, f"oracle calls to P(x) − P* <= {tol:g}: " + "; ".join(parts))
+    return Verdict(holds, f"oracle calls (grad + 2 per Hessian) to P(x) − P* <= {tol:g}: " + "; ".join(parts))
 
 
 def _lmcn_fewer_calls(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
