@@ -29,6 +29,9 @@ def test_every_env_pins_versions_that_agree_with_requirements():
         assert "python=3.11" in deps, path
         pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
         for spec in pip:
+            if spec.startswith("--"):  # pip options (e.g. the CUDA wheel index of envs/gpu.yaml)
+                assert spec.startswith("--extra-index-url https://"), f"{path.name}: unexpected pip option {spec}"
+                continue
             name, _, version = spec.partition("==")
             assert version, f"{path.name}: {spec} is not pinned"
             assert pins.get(name.lower()) == version, f"{path.name}: {spec} disagrees with requirements.txt"
