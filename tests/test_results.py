@@ -54,3 +54,17 @@ def test_every_curve_of_a_figure_has_its_own_style():
         styles = figure_styles(labels)
         assert len({s[0] for s in styles.values()}) == len(labels), labels
     assert figure_styles(["itd", "m1"])["itd"][0] == method_color("itd")  # registry names keep their colour
+
+
+def test_runtimes_table_reads_the_benchmark_files(tmp_path):
+    from bilevel.experiments.pipeline import runtimes_markdown
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, seconds, rss in (("run/exp/itd/seed1.tsv", 2.0, 300), ("run/exp/itd/seed2.tsv", 4.0, 350),
+                              ("plot/exp.tsv", 1.5, 200)):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:0{int(seconds)}\t{rss}\t-\t-\t-\t-\t-\t-\t-\n")
+    text = runtimes_markdown(tmp_path)
+    assert "| run | exp | 2 | 2.0 | 4.0 | 6.0 | 350 |" in text
+    assert "| plot | exp | 1 | 1.5 | 1.5 | 1.5 | 200 |" in text

@@ -55,7 +55,7 @@ def requested_datasets():
     ]
 
 
-def all_targets():
+def all_targets(with_runtimes=True):
     targets = [
         f"{FIGURES}/{e}.{ext}" for e in config["experiments"] for ext in ("pdf", "png")
     ]
@@ -67,4 +67,6 @@ def all_targets():
     ]
     if config["notebooks"]:
         targets += [f"{FIGURES}/notebooks/{nb}.ipynb" for nb in notebooks()]
+    if with_runtimes:  # written last, from the benchmark files of every other job
+        targets.append(f"{FIGURES}/runtimes.md")
     return targets

@@ -49,3 +49,18 @@ rule table:
         "../../envs/plot.yaml"
     script:
         "../scripts/table.py"
+
+
+rule runtimes:
+    input:
+        [t for t in all_targets(with_runtimes=False)],
+    output:
+        report(f"{FIGURES}/runtimes.md", category="runtimes"),
+    log:
+        f"{LOGS}/runtimes.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        benchmarks=f"{RESULTS}/benchmarks",
+    script:
+        "../scripts/runtimes.py"
