@@ -144,9 +144,10 @@ def _load(name: str, splits, store: DataStore) -> Dataset:
     files = spec.split_files(chosen)
     if not files:  # a package-only dataset (labelled stand-in)
         return _note_usage(_from_route(spec, chosen, files=[]))
+    earlier_rejections = len(store.rejected)  # a shared store may hold rejections of other datasets' files
     located = {f.key: loc for f in files if (loc := store.find(f)) is not None}
     missing = [f for f in files if f.key not in located]
-    if missing and spec.offline and spec.offline_verified and not store.rejected:
+    if missing and spec.offline and spec.offline_verified and len(store.rejected) == earlier_rejections:
         return _note_usage(_from_route(spec, chosen, files=[]))
     if missing:
         if not store.allow_download:
