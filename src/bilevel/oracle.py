@@ -173,6 +173,20 @@ class Oracle:
         return gy.detach(), pullback
 
     # ------------------------------------------------------------------------ second order
+    def grads_y(self, level: str, xs, ys, batch=None) -> torch.Tensor:
+        """``∇_y h`` at the B points ``(xs[k], ys[k])`` in ONE vectorized call; counts B gradients.
+
+        ``batch`` as in :meth:`values` (None, shared 1-D indices, or per-point 2-D indices). Used by
+        methods that run several inner optimisation paths side by side (PZOBO).
+        """
+        _check_level(level)
+        if xs.ndim != 2 or ys.ndim != 2 or xs.shape[0] != ys.shape[0]:
+            raise ValueError(f"grads_y() needs xs (B, d) and ys (B, p) with the same B, got {tuple(xs.shape)}, {tuple(ys.shape)}")
+        per_point = batch is not None and batch.ndim == 2
+        self._count(level, "grad", xs.shape[0])
+        grad = tf.grad(self._fn[level], argnums=1)
+        return tf.vmap(grad, in_dims=(0, 0, 0 if per_point else None))(xs, ys, batch)
+
     def hvp(self, level: str, x, y, dx=None, dy=None, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint Hessian-vector product along ``(dx, dy)`` (zeros where omitted); one count.
 

@@ -47,7 +47,8 @@ def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
     - ``hypergrad_norm2`` = ‖∇Ψ(x)‖², ``inner_distance`` = ‖y − y*(x)‖², ``hyperobjective`` = Ψ(x) (closed form);
     - ``value_gap`` = Ψ(x) − Ψ* when ``info["optimal_value"]`` is known; ``hyper_hessian_min_eig`` =
       λ_min(∇²Ψ(x)) when ``info["hyper_hessian"]`` is a callable;
-    - ``upper_objective`` = f(x, y) and ``inner_grad_norm2`` = ‖∇_y g(x, y)‖² (full batch, always).
+    - ``upper_objective`` = f(x, y) and ``inner_grad_norm2`` = ‖∇_y g(x, y)‖² (full batch, always);
+    - the problem's own metrics, ``info["metrics"]`` (name -> ``fn(problem, x, y)``, e.g. test accuracy).
     """
     metrics: dict[str, Metric] = {}
     cf = problem.closed_form
@@ -64,6 +65,7 @@ def default_metrics(problem: BilevelProblem) -> dict[str, Metric]:
         metrics["hyper_hessian_min_eig"] = lambda p, x, y: float(torch.linalg.eigvalsh(p.info["hyper_hessian"](x))[0])
     metrics["upper_objective"] = lambda p, x, y: float(p.call("f", x, y))
     metrics["inner_grad_norm2"] = lambda p, x, y: _sq(torch.func.grad(lambda yy: p.call("g", x, yy), argnums=0)(y))
+    metrics.update(problem.info.get("metrics", {}))
     return metrics
 
 
@@ -104,6 +106,7 @@ def run(
     seed: int = 0,
     metrics: dict[str, Metric] | None = None,
     progress: bool | Callable[[str], None] = False,
+    target: tuple[str, float] | None = None,
 ) -> RunResult:
     """Run ``method`` on ``problem`` until a budget is spent.
 
@@ -111,13 +114,17 @@ def run(
     every kind (values + gradients + second-order products + Hessians; checked after each step, so
     the last step may overshoot), ``max_seconds`` of timed method work. Metrics are evaluated at
     step 0, every ``eval_every`` steps and at the last step. ``progress`` prints a line per
-    evaluation (``True`` = stderr, or a callable taking the line).
+    evaluation (``True`` = stderr, or a callable taking the line). ``target = (metric, fraction)``
+    also stops the run (status ``completed``) at the first evaluation where ``metric`` is at most
+    ``fraction`` times its value at step 0 (e.g. evaluations to a relative tolerance).
     """
     if max_iters is None and max_oracle_calls is None and max_seconds is None:
         raise ValueError("run() needs a budget: max_iters, max_oracle_calls or max_seconds")
     for name, value in (("max_iters", max_iters), ("max_oracle_calls", max_oracle_calls), ("max_seconds", max_seconds)):
         if value is not None and not value > 0:
             raise ValueError(f"run(): {name} must be > 0, got {value!r}")
+    if target is not None and not (len(target) == 2 and target[1] > 0):
+        raise ValueError(f"run(): target must be (metric, fraction > 0), got {target!r}")
     if not (isinstance(eval_every, int) and eval_every >= 1):
         raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
     if isinstance(problem, MinimaxProblem):
@@ -154,7 +161,12 @@ def run(
     status = "completed"
     evaluate(state)
     last_eval = 0
+    if target is not None and target[0] not in rows[0]:
+        raise ValueError(f"run(): target metric {target[0]!r} is not measured; metrics: {', '.join(metrics)}")
+    threshold = None if target is None else target[1] * rows[0][target[0]]
     while True:
+        if threshold is not None and rows[-1].get(target[0], math.inf) <= threshold:
+            break
         if max_iters is not None and state.k >= max_iters:
             break
         if max_oracle_calls is not None and oracle.oracle_calls + oracle.function_evals >= max_oracle_calls:

@@ -1,9 +1,31 @@
 # Run -> aggregate -> plot for every experiment of the configuration (shared baselines and papers).
 
 
+rule train_classifier:
+    input:
+        datasets=lambda wc: experiment_datasets(wc.experiment),
+    output:
+        f"{RESULTS}/models/{{experiment}}.json",
+    log:
+        f"{LOGS}/models/{{experiment}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_classifier/{{experiment}}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        problem=lambda wc: config["experiments"][wc.experiment]["problem"],
+    script:
+        "../scripts/train_classifier.py"
+
+
 rule run_job:
     input:
         datasets=lambda wc: experiment_datasets(wc.experiment),
+        models=lambda wc: experiment_models(wc.experiment),
     output:
         csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
         provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",

@@ -24,6 +24,7 @@ wildcard_constraints:
     dataset="[a-z0-9][a-z0-9-]*",
     method="[a-z0-9][a-z0-9-]*",
     seed="[0-9]+",
+    table="[a-z0-9_]+",
 
 
 def job_results(experiment):
@@ -40,6 +41,21 @@ def experiment_datasets(experiment):
     """Fetched-dataset records an experiment's jobs need (its problem's ``dataset`` parameter)."""
     params = config["experiments"][experiment]["problem"].get("params", {})
     return [f"{RESULTS}/data/{params['dataset']}.json"] if "dataset" in params else []
+
+
+def experiment_models(experiment):
+    """The trained-classifier record an attack experiment's jobs need."""
+    problem = config["experiments"][experiment]["problem"]["name"]
+    return [f"{RESULTS}/models/{experiment}.json"] if problem == "blackbox_attack" else []
+
+
+def summary_tables():
+    """Per experiment: final values per method (mean ± std over seeds), Markdown and LaTeX."""
+    return [
+        f"{FIGURES}/tables/{e}.summary.{ext}"
+        for e in config["experiments"]
+        for ext in ("md", "tex")
+    ]
 
 
 def notebooks():
@@ -65,6 +81,7 @@ def all_targets(with_runtimes=True):
     targets += [
         f"{FIGURES}/tables/{t}.{ext}" for t in config["tables"] for ext in ("md", "tex")
     ]
+    targets += summary_tables()
     if config["notebooks"]:
         targets += [f"{FIGURES}/notebooks/{nb}.ipynb" for nb in notebooks()]
     if with_runtimes:  # written last, from the benchmark files of every other job

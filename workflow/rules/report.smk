@@ -27,6 +27,7 @@ rule notebook:
         claims=f"{FIGURES}/claims.md",
         datasets=[f"{FIGURES}/datasets.md"] if requested_datasets() else [],
         tables=expand(f"{FIGURES}/tables/{{table}}.md", table=config["tables"]),
+        summaries=[t for t in summary_tables() if t.endswith(".md")],
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
     log:
@@ -49,6 +50,20 @@ rule table:
         "../../envs/plot.yaml"
     script:
         "../scripts/table.py"
+
+
+rule summary:
+    input:
+        lambda wc: job_results(wc.experiment),
+    output:
+        md=report(f"{FIGURES}/tables/{{experiment}}.summary.md", category="tables"),
+        tex=f"{FIGURES}/tables/{{experiment}}.summary.tex",
+    log:
+        f"{LOGS}/tables/{{experiment}}.summary.log",
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/summary.py"
 
 
 rule runtimes:

@@ -7,8 +7,12 @@ from .config import ConfigError, check_config
 from .hypergradient_estimators import LOGISTIC, QUADRATIC
 from .minimax_cubic import FIGURE1 as FSBA_FIGURE1
 from .minimax_cubic import FIGURE6A as FSBA_FIGURE6A
+from .zoba import ATTACK as ZOBA_ATTACK
+from .zoba import DIMENSIONS as ZOBA_DIMENSIONS
+from .zoba import QUADRATIC as ZOBA_QUADRATIC
 
-_REGISTRY: dict[str, Experiment] = {e.name: e for e in (QUADRATIC, LOGISTIC, FSBA_FIGURE1, FSBA_FIGURE6A)}
+_REGISTRY: dict[str, Experiment] = {e.name: e for e in (QUADRATIC, LOGISTIC, FSBA_FIGURE1, FSBA_FIGURE6A, ZOBA_QUADRATIC,
+                                                       ZOBA_DIMENSIONS, ZOBA_ATTACK)}
 
 
 def available() -> list[str]:

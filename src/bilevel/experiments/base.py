@@ -55,6 +55,10 @@ class Experiment:
     plot: Callable[[pd.DataFrame, dict, list[str]], None]
     claims: tuple[Claim, ...] = field(default_factory=tuple)
     notebook: str = "baselines"  # the notebook (notebooks/<name>.ipynb) that shows this experiment
+    #: metrics of the summary table (final value per method, mean ± std over seeds), where measured
+    summary_metrics: tuple[str, ...] = ("hypergrad_norm2", "hypergrad_rel_error", "value_gap")
+    #: configuration keys this experiment needs besides problem, seeds and methods
+    requires: tuple[str, ...] = ()
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
@@ -103,3 +107,30 @@ def first_reaching(agg: pd.DataFrame, method: str, metric: str, phase: str, tol:
     c = curve(agg, method, metric, phase)
     hit = c[c[stat] <= tol]
     return None if hit.empty else float(hit[x].iloc[0])
+
+
+def final_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of every (phase, method, seed, metric) of per-seed result rows."""
+    last = rows.sort_values("step").groupby(["phase", "method", "seed", "metric"], sort=False).tail(1)
+    return last.reset_index(drop=True)
+
+
+def summary_table(rows: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Per (phase, method): seeds, final step, time, function evaluations, oracle calls and each metric of
+    ``metrics`` that was measured, as mean and std over seeds of the last evaluation."""
+    last = final_rows(rows)
+    out = []
+    for (phase, method), grp in last.groupby(["phase", "method"], sort=True):
+        first = grp[grp["metric"] == grp["metric"].iloc[0]]
+        row = {"phase": phase, "method": method, "seeds": int(first["seed"].nunique()),
+               "status": "diverged" if (grp["status"] == "diverged").any() else "completed",
+               "final step": (first["step"].mean(), first["step"].std(ddof=0)),
+               "time [s]": (first["time"].mean(), first["time"].std(ddof=0)),
+               "function evals": (first["function_evals"].mean(), first["function_evals"].std(ddof=0)),
+               "oracle calls": (first["oracle_calls"].mean(), first["oracle_calls"].std(ddof=0))}
+        for metric in metrics:
+            sel = grp.loc[grp["metric"] == metric, "value"]
+            if not sel.empty:
+                row[metric] = (sel.mean(), sel.std(ddof=0))
+        out.append(row)
+    return pd.DataFrame(out)

@@ -46,9 +46,12 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
     from . import get as get_experiment
 
     try:
-        get_experiment(name)
+        experiment = get_experiment(name)
     except KeyError as err:
         raise ConfigError(f"experiments.{name}: {err.args[0]}") from None
+    for key in experiment.requires:
+        if key not in exp_cfg:
+            raise ConfigError(f"{_key('experiments', name, key)}: required by this experiment")
     prob = exp_cfg.get("problem", {})
     if prob.get("name") not in problem_registry.available():
         raise ConfigError(f"{_key('experiments', name, 'problem', 'name')}: unknown problem {prob.get('name')!r}; "

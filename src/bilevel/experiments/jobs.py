@@ -88,13 +88,14 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
 
 def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
                      progress=False, phase: str = "optimization", overrides: dict | None = None) -> pd.DataFrame:
-    """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget
-    (rows labelled ``phase``; ``overrides`` replace problem parameters)."""
+    """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget and
+    optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters)."""
     section = exp_cfg["optimization"]
     problem = build_problem(exp_cfg, seed, device, overrides)
     mname, params = method_spec(exp_cfg, label, "optimization")
     method = method_registry.make(mname, **params)
+    target = section.get("target")
     result = run(method, problem, max_iters=section.get("max_iters"), max_oracle_calls=section.get("max_oracle_calls"),
                  max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
-                 progress=progress)
+                 progress=progress, target=None if target is None else (target["metric"], target["fraction"]))
     return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))

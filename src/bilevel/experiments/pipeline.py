@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import data
+from .. import classifiers, data
 from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
 from . import get as get_experiment
-from .base import aggregate, dataset_label
+from .base import aggregate, dataset_label, summary_table
 from .config import check_experiment
 
 
@@ -40,6 +40,7 @@ def execute_job(config: dict, experiment: str, label: str, seed: int, out: str |
     device = resolve_device(config.get("device", "cpu"))
     torch.manual_seed(int(seed))  # belt and braces: methods draw from their own generator
     data.configure(**config.get("data", {}))
+    classifiers.configure(models_dir(config))
     started = time.perf_counter()
     with data.track_usage() as datasets:
         rows = get_experiment(experiment).run_job(exp_cfg, label, int(seed), device=device, progress=progress)
@@ -178,3 +179,54 @@ def runtimes_markdown(benchmark_dir: str | Path) -> str:
 def write_runtimes(benchmark_dir: str | Path, out: str | Path) -> None:
     with atomic_path(out) as tmp:
         tmp.write_text(runtimes_markdown(benchmark_dir))
+
+
+def models_dir(config: dict) -> Path:
+    """Where trained classifiers are cached: ``<results_dir>/models``."""
+    return Path(config.get("results_dir", "results")) / "models"
+
+
+def train_classifier(config: dict, experiment: str, out: str | Path) -> dict:
+    """Train (or load from the cache) the classifier an experiment's problem attacks; write its record
+    (accuracies, spec, cache key) with provenance to ``out``."""
+    params = config["experiments"][experiment]["problem"].get("params", {})
+    data.configure(**config.get("data", {}))
+    classifiers.configure(models_dir(config))
+    with data.track_usage() as datasets:
+        trained = classifiers.classifier_for(params.get("dataset", "mnist"), params.get("classifier"))
+    record = provenance({"experiment": experiment, "classifier": trained["record"]}, datasets=datasets,
+                        extra={"cache": str(models_dir(config) / f"{trained['key'][:16]}.pt")})
+    write_json(record, out)
+    return record
+
+
+def _cell(value, digits: int = 3) -> str:
+    if isinstance(value, tuple):
+        mean, std = value
+        if pd.isna(mean):
+            return ""
+        return f"{mean:.{digits}g} ± {0.0 if pd.isna(std) else std:.2g}"
+    return "" if isinstance(value, float) and pd.isna(value) else str(value)
+
+
+def summary_data(experiment: str, inputs: list[str | Path]) -> dict:
+    """The summary table of an experiment's per-seed results (:func:`~.base.summary_table`) as table data."""
+    exp = get_experiment(experiment)
+    rows = read_results(inputs)
+    table = summary_table(rows, exp.summary_metrics)
+    label = dataset_label(rows)
+    cols = [c for c in table.columns]
+    return {"title": f"{exp.title}: final values per method",
+            "caption": f"Mean ± std over seeds of the last evaluation of each run (time = timed method work); "
+                       f"experiment `{experiment}`" + (f"; data: {label}" if label else "") + ".",
+            "columns": cols, "rows": [[_cell(r[c]) for c in cols] for _, r in table.iterrows()]}
+
+
+def write_summary(experiment: str, inputs: list[str | Path], md_out: str | Path, tex_out: str | Path) -> None:
+    """Write an experiment's summary table as Markdown and LaTeX, atomically."""
+    from . import tables
+
+    data_ = summary_data(experiment, inputs)
+    for fmt, out in (("md", md_out), ("tex", tex_out)):
+        with atomic_path(out) as tmp:
+            tmp.write_text(tables.render_data(data_, fmt))

@@ -10,8 +10,13 @@ from .f2ba import F2BA
 from .fsba import FSBA, IFSBA, LFSBA
 from .itd import ITD
 from .minimax import GDA, LMCN, MCN
+from .pzobo import PZOBO
+from .soba import SOBA
+from .zmdsba import ZMDSBA
+from .zoba import HFZOBA, ZOBA
 
-_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, F2BA, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN)}
+_REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, F2BA, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN,
+                                                         ZOBA, HFZOBA, PZOBO, SOBA, ZMDSBA)}
 
 
 def available() -> list[str]:

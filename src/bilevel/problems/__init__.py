@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .attack import make_blackbox_attack
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .logistic import make_l2_logistic
 from .minimax_w import make_minimax_w
@@ -15,6 +16,7 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "l2_logistic": make_l2_logistic,
     "strict_saddle": make_strict_saddle,
     "minimax_w": make_minimax_w,
+    "blackbox_attack": make_blackbox_attack,
 }
 
 

@@ -39,8 +39,12 @@ def _tex_escape(text: str) -> str:
 
 
 def render(name: str, fmt: str = "md") -> str:
-    """The table as Markdown or LaTeX (booktabs)."""
-    data = load(name)
+    """The table ``name`` as Markdown or LaTeX (booktabs)."""
+    return render_data(load(name), fmt)
+
+
+def render_data(data: dict, fmt: str = "md") -> str:
+    """A table given as ``{"title", "caption", "columns", "rows"}`` as Markdown or LaTeX (booktabs)."""
     cols, rows = data["columns"], data["rows"]
     if fmt == "md":
         cell = [[str(c).replace("|", "\\|") for c in row] for row in rows]

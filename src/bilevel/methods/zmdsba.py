@@ -1,0 +1,130 @@
+"""ZMDSBA: the two-loop zeroth-order baseline, in the consistent form of ``specs/zoba.md`` §5.3.
+
+As coded in the ZOBA authors' fork (probably Aghasi, Kwon & Ghadimi's mini-batch method [inferred]);
+per outer iteration k, with Gaussian directions:
+
+1. inner loop: ``inner_steps`` (t_k = 20) zeroth-order SGD steps on g, one sample and one direction
+   each, ``y ← y − β_t (g(y + μ₂w, x; ξ) − g(y, x; ξ))/μ₂ · w``, ``β_t = inner_lr/√(t+1)``;
+2. outer estimates on ``outer_samples`` (s_k = 200) samples, one direction each: ``∇̂_x f``, ``∇̂_y f``
+   (forward differences, ``eta1``) and the cross-Hessian MATRIX (p×d)
+   ``Ĉ = mean (g(y + μ₂v₁, x + η₂v₂) + g(y − μ₂v₁, x − η₂v₂) − 2g(y, x))/(2 η₂ μ₂ / cross_scale) · v₁v₂ᵀ``;
+3. SZHIA: ``solver_steps`` (b_k = 1) steps ``v ← v − γ₀/√(t+1) [(v₁v₁ᵀ − I) b v − ∇̂_y f]`` with
+   ``b = (g(y + μ₂v₁) + g(y − μ₂v₁) − 2g(y))/(2μ₂²)``, so v tracks ``+[∇²_yy g]⁻¹ ∇_y f``;
+4. outer step ``x ← x − outer_lr (∇̂_x f − Ĉᵀ v)``.
+
+Consistent form (default) vs the reference: the reference forms ``Ĉ v`` with ``v ∈ R^d`` (only valid
+when p = d; we use ``Ĉᵀ v``, ``v ∈ R^p``), divides the cross difference by ``η₂μ₂`` (``cross_scale=2``
+reproduces that 2× bias; default 1 = unbiased) and re-initialises v to zero at every call
+(``v_reinit=True``; default False warm-starts v). η₂ is not available to us; default η₂ = μ₂ = 1e-3
+(our choice). The inner loop is sequential by construction (each step needs the previous iterate):
+``inner_steps`` small oracle calls, then one vectorized call per level for all outer estimates.
+Evaluations per outer iteration: g ``2 t_k + 3 s_k + 3 b_k``, f ``3 s_k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..components.zeroth_order import EVALUATION_MODES, PointSet, directions, forward_difference, second_difference
+from .base import Method, ParameterError, State, make_generator
+from .zoba import DIRECTION_STREAM
+
+
+@dataclass(frozen=True)
+class ZMDSBA(Method):
+    """Parameters: ``inner_steps`` t_k, ``inner_lr`` β0, ``mu2``, ``outer_samples`` s_k, ``eta1``, ``eta2``,
+    ``solver_steps`` b_k, ``solver_lr`` γ0, ``outer_lr`` α, ``cross_scale``, ``v_reinit``, ``evaluation``."""
+
+    name = "zmdsba"
+    positive = ("inner_lr", "mu2", "eta1", "eta2", "solver_lr", "outer_lr")
+    counts = ("inner_steps", "outer_samples", "solver_steps")
+    choices = {"cross_scale": (1, 2), "evaluation": EVALUATION_MODES}
+
+    inner_steps: int = 20
+    inner_lr: float = 5e-4
+    mu2: float = 1e-3
+    outer_samples: int = 200
+    eta1: float = 1e-3
+    eta2: float = 1e-3
+    solver_steps: int = 1
+    solver_lr: float = 5e-4
+    outer_lr: float = 1e-5
+    cross_scale: int = 1
+    v_reinit: bool = False
+    evaluation: str = "batched"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.outer_samples < 1:
+            raise ParameterError(f"{self.name}: parameter outer_samples must be >= 1, got {self.outer_samples!r}")
+
+    def init(self, oracle, x0, y0, seed) -> State:
+        state = super().init(oracle, x0, y0, seed)
+        state.aux["v"] = torch.zeros_like(y0)
+        state.aux["direction_rng"] = make_generator(int(seed) + DIRECTION_STREAM)
+        return state
+
+    def _dirs(self, state: State, count: int, dim: int) -> torch.Tensor:
+        y = state.y
+        return directions("gaussian", (count,), dim, state.aux["direction_rng"], y.dtype, y.device)
+
+    def inner_loop(self, oracle, state: State) -> torch.Tensor:
+        y = state.y
+        for t in range(self.inner_steps):
+            w = self._dirs(state, 1, y.numel())
+            points = PointSet(state.x, y)
+            xi = oracle.sample("g", 1, state.rng)
+            points.add("base", samples=xi, shape=(1,))
+            points.add("plus", dy=self.mu2 * w[:, None], samples=None if xi is None else xi[:, None])
+            g = points.evaluate(oracle, "g", self.evaluation)
+            y = y - self.inner_lr / (t + 1) ** 0.5 * forward_difference(g["plus"], g["base"], self.mu2, w[:, None])
+        return y
+
+    def estimates(self, oracle, state: State) -> dict[str, torch.Tensor]:
+        """The outer estimates of step 2 at the current ``(x, y)``: ``grad_x_f``, ``grad_y_f``, the cross
+        matrix ``cross`` (p×d), and the SZHIA curvatures ``curv`` (b_k,) along directions ``w_h`` (b_k, p);
+        one vectorized call per level."""
+        x, y, s, b = state.x, state.y, self.outer_samples, self.solver_steps
+        p, d = y.numel(), x.numel()
+        v1, v2 = self._dirs(state, s, p), self._dirs(state, s, d)
+        w_f, u_f, w_h = self._dirs(state, s, p), self._dirs(state, s, d), self._dirs(state, b, p)
+        xi, xi_h = oracle.sample("g", s, state.rng), oracle.sample("g", b, state.rng)
+        zeta = oracle.sample("f", s, state.rng)
+        g_points = PointSet(x, y)
+        g_points.add("c0", samples=xi, shape=(s,))
+        g_points.add("c_plus", dx=self.eta2 * v2, dy=self.mu2 * v1, samples=xi)
+        g_points.add("c_minus", dx=-self.eta2 * v2, dy=-self.mu2 * v1, samples=xi)
+        g_points.add("h0", samples=xi_h, shape=(b,))
+        g_points.add("h_plus", dy=self.mu2 * w_h, samples=xi_h)
+        g_points.add("h_minus", dy=-self.mu2 * w_h, samples=xi_h)
+        g = g_points.evaluate(oracle, "g", self.evaluation)
+        f_points = PointSet(x, y)
+        f_points.add("f0", samples=zeta, shape=(s,))
+        f_points.add("fy", dy=self.eta1 * w_f, samples=zeta)
+        f_points.add("fx", dx=self.eta1 * u_f, samples=zeta)
+        f = f_points.evaluate(oracle, "f", self.evaluation)
+        coeff = (g["c_plus"] + g["c_minus"] - 2 * g["c0"]) / (2 * self.eta2 * self.mu2) * self.cross_scale
+        return {
+            "grad_x_f": forward_difference(f["fx"][:, None], f["f0"], self.eta1, u_f[:, None]),
+            "grad_y_f": forward_difference(f["fy"][:, None], f["f0"], self.eta1, w_f[:, None]),
+            "cross": torch.einsum("s,sp,sd->pd", coeff, v1, v2) / s,  # Ĉ ≈ ∇²_yx g (p×d)
+            "curv": second_difference(g["h_plus"][:, None], g["h_minus"][:, None], g["h0"], self.mu2)[:, 0],
+            "w_h": w_h,
+        }
+
+    def step(self, oracle, state: State) -> State:
+        state.y = self.inner_loop(oracle, state)
+        est = self.estimates(oracle, state)
+        v = torch.zeros_like(state.y) if self.v_reinit else state.aux["v"]
+        for t in range(self.solver_steps):  # SZHIA
+            w = est["w_h"][t]
+            hv = est["curv"][t] * (w * (w @ v) - v)
+            v = v - self.solver_lr / (t + 1) ** 0.5 * (hv - est["grad_y_f"])
+        state.aux["v"] = v
+        d_x = est["grad_x_f"] - est["cross"].T @ v
+        state.hypergradient = (state.x, d_x)
+        state.x = state.x - self.outer_lr * d_x
+        state.k += 1
+        return state

@@ -1,0 +1,100 @@
+"""Bilevel black-box adversarial attack: a universal perturbation with per-pixel regularisation weights.
+
+Our design (open choice Z-6 of ``specs/zoba.md``; the formulation is the online attack of
+``specs/sogd.md`` §7.1 run offline). A trained classifier with class scores Z (:mod:`bilevel.classifiers`)
+is queried only through its outputs; the perturbation ``y`` lives on an ``r × r`` grid and is
+upsampled (nearest neighbour) to the image, ``P(y)`` (ZOO's attack-space reduction; r = 28 is the
+full image)::
+
+    ℓ(a) = max{Z(a)_b − max_{j≠b} Z(a)_j, −κ}                         (untargeted C&W margin, b = label)
+    g(x, y; ξ) = mean_{i ∈ ξ ⊂ D_tr} ℓ(a_i + P(y)) + ½ Σ_ι exp(x_ι) y_ι²   (lower level)
+    f(x, y; ζ) = mean_{i ∈ ζ ⊂ D_val} ℓ(a_i + P(y))                      (upper level, held-out images)
+
+so ``x, y ∈ R^{r²}``. One sample is one image: a function value on one sample is one query.
+The attacked images are drawn (by the run seed) from the rows the classifier was NOT trained on and
+that it classifies correctly, so accuracy under attack starts at 1. Reported metrics (on a third set
+``D_test`` the attack never queried): ``accuracy_under_attack``, ``attack_loss_test``,
+``perturbation_linf`` = ‖P(y)‖∞, ``perturbation_l2`` = ‖P(y)‖₂. No box constraint is imposed on
+the perturbed pixels (the norms are reported instead).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import BilevelProblem
+
+
+def _mlp(params, images):
+    from ..classifiers import mlp
+
+    return mlp(params, images)
+
+
+def margin_loss(scores: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``max{Z_b − max_{j≠b} Z_j, −κ}`` per row (≤ 0 once the image is misclassified)."""
+    true = scores.gather(-1, labels[..., None])[..., 0]
+    others = scores.masked_fill(torch.nn.functional.one_hot(labels, scores.shape[-1]).bool(), float("-inf"))
+    return torch.clamp(true - others.max(-1).values, min=-kappa)
+
+
+def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
+                         n_test: int = 500, kappa: float = 0.0, x0_value: float = 0.0,
+                         classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
+                         device: str | torch.device = "cpu") -> BilevelProblem:
+    """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier."""
+    from .. import classifiers  # deferred: classifiers -> results -> oracle -> problems
+
+    side = 28
+    if side % int(resolution):
+        raise ValueError(f"blackbox_attack: resolution must divide 28, got {resolution}")
+    if min(n_train, n_val, n_test) < 1 or kappa < 0:
+        raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
+    trained = classifiers.classifier_for(dataset, classifier)
+    params = {k: v.to(dtype=dtype, device=device) for k, v in trained["params"].items()}
+    images, labels, order = trained["images"], trained["labels"], trained["order"]
+    pool = order[trained["spec"].rows:]
+    with torch.no_grad():
+        correct = classifiers.mlp(trained["params"], images[pool].double()).argmax(1) == labels[pool]
+    pool = pool[correct]
+    need = n_train + n_val + n_test
+    if len(pool) < need:
+        raise ValueError(f"blackbox_attack: {len(pool)} correctly classified held-out images of "
+                         f"{trained['dataset'].label}, need n_train + n_val + n_test = {need}")
+    chosen = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:need]]
+    parts = dict(zip(("train", "val", "test"), torch.split(chosen, [n_train, n_val, n_test]), strict=True))
+    A = {k: images[idx].to(dtype=dtype, device=device) for k, idx in parts.items()}
+    B = {k: labels[idx].to(device=device) for k, idx in parts.items()}
+    r, factor = int(resolution), side // int(resolution)
+
+    def upsample(y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(r, 1, r, 1).expand(r, factor, r, factor).reshape(side * side)
+
+    def attack_loss(part: str, y: torch.Tensor, batch) -> torch.Tensor:
+        a, b = (A[part], B[part]) if batch is None else (A[part][batch], B[part][batch])
+        return margin_loss(_mlp(params, a + upsample(y)), b, kappa).mean()
+
+    def g(x, y, batch=None):
+        return attack_loss("train", y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
+
+    def f(x, y, batch=None):
+        return attack_loss("val", y, batch)
+
+    def accuracy(problem, x, y):
+        return float((_mlp(params, A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
+
+    ds = trained["dataset"]
+    dim = r * r
+    return BilevelProblem(
+        f=f, g=g, x0=torch.full((dim,), float(x0_value), dtype=dtype, device=device),
+        y0=torch.zeros(dim, dtype=dtype, device=device), n_samples={"f": n_val, "g": n_train},
+        name=f"blackbox_attack[{ds.label}]",
+        info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
+              "resolution": r, "rows": {k: len(v) for k, v in parts.items()}, "classifier": trained["record"],
+              "metrics": {
+                  "accuracy_under_attack": accuracy,
+                  "attack_loss_test": lambda p, x, y: float(attack_loss("test", y, None)),
+                  "perturbation_linf": lambda p, x, y: float(y.abs().max()),
+                  "perturbation_l2": lambda p, x, y: float(torch.linalg.vector_norm(upsample(y))),
+              }},
+    )
