@@ -22,7 +22,10 @@ snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules -- downl
 for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hypergradient.png .test/figures/claims.md \
   .test/figures/fsba_fig1_minimax.png .test/figures/fsba_fig6a_period.png .test/figures/tables/fsba_complexity.md \
   .test/figures/tables/fsba_complexity.tex .test/figures/datasets.md .test/figures/notebooks/baselines.ipynb \
-  .test/figures/notebooks/fsba.ipynb .test/figures/runtimes.md .test/results/downloads/breast-cancer.json; do
+  .test/figures/notebooks/fsba.ipynb .test/figures/runtimes.md .test/results/downloads/breast-cancer.json \
+  .test/figures/zoba_quadratic.png .test/figures/zoba_dimensions.png .test/figures/zoba_attack.png \
+  .test/figures/tables/zoba_complexity.md .test/figures/tables/zoba_quadratic.summary.md \
+  .test/figures/tables/zoba_attack.summary.tex .test/figures/notebooks/zoba.ipynb .test/results/models/zoba_attack.json; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \

@@ -55,6 +55,11 @@ class Oracle:
     >>> hx, hy = oracle.hvp("g", x, y, dy=v)      # ∇²_xy g·v and ∇²_yy g·v, counts g_hvp += 1
     """
 
+    #: points per vectorized chunk of :meth:`values` / :meth:`grads_y` (None: all at once). One call
+    #: still evaluates every point; chunks of ~2k points keep the working set in cache (measured on
+    #: the attack problem: 10k points in 148 ms unchunked, 57 ms in chunks of 2048; quadratic unchanged).
+    chunk_size: int | None = 2048
+
     def __init__(self, problem: BilevelProblem):
         self.problem = problem
         self.counts: dict[str, int] = dict.fromkeys(COUNT_KEYS, 0)
@@ -106,7 +111,8 @@ class Oracle:
         if per_point and batch.shape[0] != xs.shape[0]:
             raise ValueError(f"per-point batch has {batch.shape[0]} rows for {xs.shape[0]} points")
         self._count(level, "value", xs.shape[0])
-        return tf.vmap(self._fn[level], in_dims=(0, 0, 0 if per_point else None))(xs, ys, batch)
+        return tf.vmap(self._fn[level], in_dims=(0, 0, 0 if per_point else None), chunk_size=self.chunk_size)(
+            xs, ys, batch)
 
     # -------------------------------------------------------------------------------- gradients
     def _autograd(self, level, x, y, batch, wrt: str, create_graph: bool = False, track: str | None = None):
@@ -185,7 +191,7 @@ class Oracle:
         per_point = batch is not None and batch.ndim == 2
         self._count(level, "grad", xs.shape[0])
         grad = tf.grad(self._fn[level], argnums=1)
-        return tf.vmap(grad, in_dims=(0, 0, 0 if per_point else None))(xs, ys, batch)
+        return tf.vmap(grad, in_dims=(0, 0, 0 if per_point else None), chunk_size=self.chunk_size)(xs, ys, batch)
 
     def hvp(self, level: str, x, y, dx=None, dy=None, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint Hessian-vector product along ``(dx, dy)`` (zeros where omitted); one count.
