@@ -46,7 +46,9 @@ def experiment_datasets(experiment):
 def experiment_models(experiment):
     """The trained-classifier record an attack experiment's jobs need."""
     problem = config["experiments"][experiment]["problem"]["name"]
-    return [f"{RESULTS}/models/{experiment}.json"] if problem == "blackbox_attack" else []
+    return (
+        [f"{RESULTS}/models/{experiment}.json"] if problem == "blackbox_attack" else []
+    )
 
 
 def summary_tables():
