@@ -25,12 +25,6 @@ import torch
 from .base import BilevelProblem
 
 
-def _mlp(params, images):
-    from ..classifiers import mlp
-
-    return mlp(params, images)
-
-
 def margin_loss(scores: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
     """``max{Z_b − max_{j≠b} Z_j, −κ}`` per row (≤ 0 once the image is misclassified)."""
     true = scores.gather(-1, labels[..., None])[..., 0]
@@ -51,11 +45,12 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
     if min(n_train, n_val, n_test) < 1 or kappa < 0:
         raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
     trained = classifiers.classifier_for(dataset, classifier)
+    mlp = classifiers.mlp  # bound once: the class scores are on every query's hot path
     params = {k: v.to(dtype=dtype, device=device) for k, v in trained["params"].items()}
     images, labels, order = trained["images"], trained["labels"], trained["order"]
     pool = order[trained["spec"].rows:]
     with torch.no_grad():
-        correct = classifiers.mlp(trained["params"], images[pool].double()).argmax(1) == labels[pool]
+        correct = mlp(trained["params"], images[pool].double()).argmax(1) == labels[pool]
     pool = pool[correct]
     need = n_train + n_val + n_test
     if len(pool) < need:
@@ -72,7 +67,7 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
 
     def attack_loss(part: str, y: torch.Tensor, batch) -> torch.Tensor:
         a, b = (A[part], B[part]) if batch is None else (A[part][batch], B[part][batch])
-        return margin_loss(_mlp(params, a + upsample(y)), b, kappa).mean()
+        return margin_loss(mlp(params, a + upsample(y)), b, kappa).mean()
 
     def g(x, y, batch=None):
         return attack_loss("train", y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
@@ -81,7 +76,7 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
         return attack_loss("val", y, batch)
 
     def accuracy(problem, x, y):
-        return float((_mlp(params, A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
+        return float((mlp(params, A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
 
     ds = trained["dataset"]
     dim = r * r
