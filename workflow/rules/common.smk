@@ -38,9 +38,11 @@ def job_results(experiment):
 
 
 def experiment_datasets(experiment):
-    """Fetched-dataset records an experiment's jobs need (its problem's ``dataset`` parameter)."""
-    params = config["experiments"][experiment]["problem"].get("params", {})
-    return [f"{RESULTS}/data/{params['dataset']}.json"] if "dataset" in params else []
+    """Fetched-dataset records an experiment's jobs need (the ``dataset`` of its problem and cases)."""
+    exp = config["experiments"][experiment]
+    places = [exp["problem"].get("params", {}), *exp.get("cases", {}).values()]
+    names = sorted({p["dataset"] for p in places if "dataset" in p})
+    return [f"{RESULTS}/data/{name}.json" for name in names]
 
 
 def experiment_models(experiment):

@@ -10,6 +10,13 @@ Global minimizers satisfy ``(H + (M r/2) I) s = −g`` with ``r = ‖s‖`` and 
   ``eig`` may be passed in (lazy methods reuse one factorization for m iterations).
 - :func:`cubic_step_gd` (§4b, Carmon & Duchi 2016): gradient descent on m(s) from the Cauchy point,
   using only products ``H v`` (a callable): the solver of the Hessian-free methods.
+- :func:`cubic_step_lanczos` (our choice for Hessian-free methods, as in ARC of Cartis, Gould & Toint
+  2011): ``k`` Lanczos products span the Krylov space K_k(H, g) = span{g, Hg, …}, in which the model
+  is the small tridiagonal problem ``min_u ‖g‖ e₁ᵀu + ½ uᵀT u + (M/6)‖u‖³``, solved exactly by
+  :func:`cubic_step_exact`; ``s = Q u``. Exact once the space is invariant (k ≥ the number of
+  distinct eigenvalues); a handful of products usually suffice where gradient descent needs hundreds.
+  :func:`lanczos_factor` / :func:`cubic_step_lowrank` split it in two, so that a lazy method can keep
+  the rank-k factor ``H ≈ U diag(θ) Uᵀ`` for m iterations and solve each step exactly against it.
 - :func:`cubic_step_separable` (§4c): MCN's per-coordinate solver for diagonal H, where ``‖s‖³`` is
   replaced by ``Σ|s_i|³`` (exact only for that separable model).
 """
@@ -112,6 +119,67 @@ def cubic_step_gd(g: torch.Tensor, hvp: Callable[[torch.Tensor], torch.Tensor], 
             break
         s = s - lr * grad
     return s, products
+
+
+def lanczos_factor(g: torch.Tensor, hvp: Callable[[torch.Tensor], torch.Tensor], dim: int = 10,
+                   tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Rank-≤``dim`` factor ``H ≈ U diag(θ) Uᵀ`` on the Krylov space K(H, g) (Lanczos, full reorthogonalisation).
+
+    Returns ``(θ ascending, U with orthonormal columns, number of H·v products)``; the space stops growing
+    early once it is invariant (``β_j ≤ tol · ‖g‖``).
+    """
+    gnorm = float(torch.linalg.vector_norm(g))
+    if gnorm == 0.0:
+        raise ValueError("lanczos_factor: the starting vector g is zero")
+    basis = [g / gnorm]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for j in range(int(dim)):
+        w = hvp(basis[j])
+        alphas.append(float(basis[j] @ w))
+        Q = torch.stack(basis)
+        for _ in range(2):  # full reorthogonalisation, twice (numerically orthonormal basis)
+            w = w - Q.T @ (Q @ w)
+        beta = float(torch.linalg.vector_norm(w))
+        if j == int(dim) - 1 or beta <= tol * max(gnorm, 1.0):
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    k = len(alphas)
+    T = torch.diag(torch.tensor(alphas, dtype=g.dtype, device=g.device))
+    if k > 1:
+        off = torch.tensor(betas[: k - 1], dtype=g.dtype, device=g.device)
+        T = T + torch.diag(off, 1) + torch.diag(off, -1)
+    theta, V = torch.linalg.eigh(T)
+    return theta, torch.stack(basis[:k]).T @ V, k
+
+
+def cubic_step_lowrank(g: torch.Tensor, theta: torch.Tensor, U: torch.Tensor, M: float) -> torch.Tensor:
+    """Exact cubic step for the model Hessian ``U diag(θ) Uᵀ`` (zero curvature off span U).
+
+    The gradient splits into ``Uᵀg`` and its remainder ``r = g − U Uᵀg``; the model is then a cubic
+    problem in k + 1 orthonormal directions with curvatures ``(θ, 0)``, solved by :func:`cubic_step_exact`.
+    """
+    gh = U.T @ g
+    rest = g - U @ gh
+    rnorm = torch.linalg.vector_norm(rest)
+    lam = torch.cat([theta, theta.new_zeros(1)])
+    order = torch.argsort(lam)
+    coeffs = torch.cat([gh, rnorm.reshape(1)])[order]
+    u = cubic_step_exact(coeffs, None, M, eig=(lam[order], torch.eye(len(lam), dtype=g.dtype, device=g.device)))
+    full = torch.empty_like(u)
+    full[order] = u
+    direction = rest / rnorm if float(rnorm) > 0 else torch.zeros_like(rest)
+    return U @ full[:-1] + full[-1] * direction
+
+
+def cubic_step_lanczos(g: torch.Tensor, hvp: Callable[[torch.Tensor], torch.Tensor], M: float, dim: int = 10,
+                       tol: float = 1e-10) -> tuple[torch.Tensor, int]:
+    """Cubic step restricted to the Krylov space K_dim(H, g); returns ``(s, number of H·v products)``."""
+    if float(torch.linalg.vector_norm(g)) == 0.0:
+        return torch.zeros_like(g), 0
+    theta, U, products = lanczos_factor(g, hvp, dim, tol)
+    return cubic_step_lowrank(g, theta, U, M), products
 
 
 def cubic_step_separable(a: torch.Tensor, b: torch.Tensor, M: float, bisections: int = 30,

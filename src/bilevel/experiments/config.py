@@ -58,13 +58,19 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
                           f"available: {', '.join(problem_registry.available())}")
     _check_factory_params(problem_registry.get_factory(prob["name"]), prob.get("params", {}),
                           _key("experiments", name, "problem", "params"))
-    dataset = prob.get("params", {}).get("dataset")
-    if dataset is not None:
-        from .. import data
+    for case, overrides in exp_cfg.get("cases", {}).items():
+        _check_factory_params(problem_registry.get_factory(prob["name"]), overrides,
+                              _key("experiments", name, "cases", case))
+    places = [(("problem", "params"), prob.get("params", {}))] + \
+        [(("cases", case), overrides) for case, overrides in exp_cfg.get("cases", {}).items()]
+    for where, params in places:
+        dataset = params.get("dataset")
+        if dataset is not None:
+            from .. import data
 
-        if dataset not in data.available():
-            raise ConfigError(f"{_key('experiments', name, 'problem', 'params', 'dataset')}: unknown dataset "
-                              f"{dataset!r}; available: {', '.join(data.available())}")
+            if dataset not in data.available():
+                raise ConfigError(f"{_key('experiments', name, *where, 'dataset')}: unknown dataset "
+                                  f"{dataset!r}; available: {', '.join(data.available())}")
     if not exp_cfg.get("methods"):
         raise ConfigError(f"{_key('experiments', name, 'methods')}: at least one method is required")
     for label, entry in exp_cfg["methods"].items():

@@ -99,3 +99,13 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
                  max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
                  progress=progress, target=None if target is None else (target["metric"], target["fraction"]))
     return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))
+
+
+def case_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
+              progress=False) -> pd.DataFrame:
+    """One :func:`optimization_run` per entry of the experiment's ``cases`` (named problem-parameter
+    overrides, e.g. dataset × noise rate), each labelled with its case name as the phase; a single
+    ``optimization`` phase when there are no cases."""
+    cases = exp_cfg.get("cases") or {"optimization": {}}
+    return pd.concat([optimization_run(exp_name, exp_cfg, label, seed, device, progress=progress, phase=case,
+                                       overrides=overrides) for case, overrides in cases.items()], ignore_index=True)

@@ -14,7 +14,10 @@ arXiv 2605.06431. The paper's pseudo-code is not available to us; this is the re
    - LFSBA: the same, refreshed only when ``t mod period == 0`` and reused (factorization or
      anchor point) for the next ``period − 1`` iterations (lazy Hessians, Doikov et al. 2023, §5);
 5. cubic step ``x_{t+1} = x_t + argmin_s ⟨g_t, s⟩ + ½ sᵀH_t s + (M/6)‖s‖³`` — exact solver (§4a) for
-   explicit Hessians, gradient descent on the model (§4b) for Hessian-free ones.
+   explicit Hessians; for Hessian-free ones ``cubic_solver="gd"`` (gradient descent on the model, §4b,
+   the default) or ``"lanczos"`` (our choice: a rank-``krylov_dim`` Lanczos factor ``H ≈ U diag(θ) Uᵀ`` of
+   the penalty Hessian on K(H, g_t), and the exact cubic step against it; the lazy variant keeps the
+   factor for the whole period, so a lazy step costs no second-order product at all).
 
 Defaults: λ = 10, M = 10, K = 10 AGD steps (``specs/fsba.md`` F-2). Our choices: the AGD step on
 ``f + λ g`` is ``inner_lr / (1 + λ)`` (its smoothness grows like λ), the step on ``g`` is ``inner_lr``,
@@ -29,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from ..components.cubic import cubic_step_exact, cubic_step_gd, symmetric_eig
+from ..components.cubic import cubic_step_exact, cubic_step_gd, cubic_step_lowrank, lanczos_factor, symmetric_eig
 from ..components.inner_solvers import accelerated_gradient_descent
 from ..components.penalty import penalty_gradient, penalty_hessian, penalty_hvp
 from ..oracle import Oracle
@@ -42,8 +45,8 @@ class FSBA(Method):
 
     name: ClassVar[str] = "fsba"
     positive: ClassVar[tuple[str, ...]] = ("lam", "M", "inner_lr", "cubic_lr", "period")
-    counts: ClassVar[tuple[str, ...]] = ("inner_steps", "cubic_iters", "cg_steps")
-    choices: ClassVar[dict[str, tuple]] = {"hessian": ("exact", "hvp")}
+    counts: ClassVar[tuple[str, ...]] = ("inner_steps", "cubic_iters", "cg_steps", "krylov_dim")
+    choices: ClassVar[dict[str, tuple]] = {"hessian": ("exact", "hvp"), "cubic_solver": ("gd", "lanczos")}
 
     lam: float = 10.0
     M: float = 10.0
@@ -52,7 +55,9 @@ class FSBA(Method):
     inner_momentum: float = 0.5
     period: int = 1
     hessian: str = "exact"
+    cubic_solver: str = "gd"
     cubic_iters: int = 100
+    krylov_dim: int = 10
     cubic_lr: float = 0.01
     cubic_tol: float = 1e-10
     cg_steps: int = 20
@@ -98,8 +103,16 @@ class FSBA(Method):
             def hvp(v):
                 return penalty_hvp(oracle, xa, ya, za, self.lam, v, self.cg_steps, self.cg_tol, warm=state.aux["cg_warm"])
 
-            s, products = cubic_step_gd(grad, hvp, self.M, self.cubic_lr, self.cubic_iters, self.cubic_tol,
-                                        generator=state.rng)
+            if self.cubic_solver == "lanczos":  # lazy: the rank-k factor is kept for the whole period
+                if refresh or "lowrank" not in state.aux:
+                    theta, U, products = lanczos_factor(grad, hvp, self.krylov_dim)
+                    state.aux["lowrank"] = (theta, U)
+                else:
+                    products = 0
+                s = cubic_step_lowrank(grad, *state.aux["lowrank"], self.M)
+            else:
+                s, products = cubic_step_gd(grad, hvp, self.M, self.cubic_lr, self.cubic_iters, self.cubic_tol,
+                                            generator=state.rng)
             state.diagnostics["cubic_products"] = float(products)
         state.diagnostics["step_norm"] = float(torch.linalg.vector_norm(s))
         state.hypergradient = (x, grad)

@@ -14,19 +14,26 @@ from .panels import Panel
 from .style import apply_style, figure_styles
 
 
-def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: list[str] | None = None,
-                  note: str | None = None):
-    """Draw the panels; the line is the median over seeds, the band spans min to max.
+def metric_panels(agg: pd.DataFrame, panels: list[Panel] | list[list[Panel]], title: str,
+                  methods: list[str] | None = None, note: str | None = None):
+    """Draw the panels (a list = one row, a list of lists = a grid); the line is the median over seeds,
+    the band spans min to max.
 
     A method that diverged in any run is labelled "(diverged)" and drawn dashed; the y-range is set
     by the runs that did not diverge.
     """
     apply_style()
     methods = methods or sorted(agg["method"].unique())
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
+    grid = panels if panels and isinstance(panels[0], list | tuple) else [panels]
+    ncols = max(len(row) for row in grid)
+    fig, axes = plt.subplots(len(grid), ncols, figsize=(4.3 * ncols, 3.4 * len(grid) + 0.3), squeeze=False)
     diverged = {m for m in methods if (agg.loc[agg["method"] == m, "status"] == "diverged").any()}
     styles = figure_styles(methods)
-    for ax, panel in zip(axes[0], panels, strict=True):
+    placed = [(axes[i][j], panel) for i, row in enumerate(grid) for j, panel in enumerate(row)]
+    for i, row in enumerate(grid):
+        for j in range(len(row), ncols):
+            axes[i][j].set_visible(False)
+    for ax, panel in placed:
         finite_ranges = []
         for label in methods:
             c = agg[(agg["method"] == label) & (agg["phase"] == panel.phase) & (agg["metric"] == panel.metric)]
@@ -64,17 +71,19 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel], title: str, methods: l
             elif not panel.logy:
                 pad = 0.05 * (high - low or 1.0)
                 ax.set_ylim(low - pad, high + pad)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
+    handles, labels = [], []
+    for ax, _ in placed:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    rows = len(grid)
+    top = 1 - (0.12 if note else 0.06) / rows  # title (and note) take a fixed height whatever the grid
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title, fontsize=12, y=0.99)
     if note:
-        fig.text(0.5, 0.915, note, ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.88 if note else 0.94))
+        fig.text(0.5, 1 - 0.085 / rows, note, ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.08 / rows, 1, top))
     return fig
 
 

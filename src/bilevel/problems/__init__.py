@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from .attack import make_blackbox_attack
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
+from .cleaning import make_data_cleaning
 from .logistic import make_l2_logistic
 from .minimax_w import make_minimax_w
 from .quadratic import make_quadratic
+from .regularization import make_feature_regularization
 from .saddle import make_strict_saddle
 
 _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
@@ -17,6 +19,8 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "strict_saddle": make_strict_saddle,
     "minimax_w": make_minimax_w,
     "blackbox_attack": make_blackbox_attack,
+    "data_cleaning": make_data_cleaning,
+    "feature_regularization": make_feature_regularization,
 }
 
 

@@ -1,0 +1,136 @@
+"""Data cleaning (hyper-cleaning): learn one weight per training sample of a label-corrupted set.
+
+Franceschi et al. 2017's template as used by FSBA Figures 2, 5, 6(b), 7, 8 (``specs/fsba.md`` §9.1, F-4,
+F-7). With ``w(x_i) = σ(x_i)`` (sigmoid, smooth and unconstrained: suits a cubic step) and a linear
+classifier ``y`` (:class:`~bilevel.problems.linear.LinearModel`: logistic for 2 classes, softmax
+otherwise)::
+
+    g(x, y) = (1/n) Σ_{i ∈ train} σ(x_i) ℓ_i(y) + μ ‖y‖²      (lower level: weighted, corrupted training loss)
+    f(x, y) = (1/m) Σ_{i ∈ val} ℓ_i(y)                          (upper level: clean validation loss)
+
+Corruption (our choice, F-4): exactly ``round(noise · n)`` training samples, drawn by the seed, get a
+wrong label (``noise_model="flip"``: binary labels flipped, multi-class labels moved to a uniformly drawn
+*other* class, as stocBiO), so the corrupted set is known exactly; ``noise_model="uniform"`` redraws the
+label uniformly (F2BA's code; it may coincide with the true one, and only changed labels count as
+corrupted). Validation and test labels are clean. μ = 0.001 on the squared norm (stocBiO, F2BA).
+
+Metrics (``info["metrics"]``): ``test_accuracy`` / ``test_loss`` of the classifier trained with the
+current weights — at ``y*(x)`` (Newton) when the closed form is on, else at the method's inner iterate;
+``corrupted_downweighted`` / ``clean_downweighted``: the fraction of corrupted / clean samples whose
+weight σ(x_i) fell below ``downweight_below`` (default: the initial weight σ(x0) = 0.5), i.e. "did it
+find the noisy labels?"; ``corrupted_in_lowest``: the fraction of corrupted samples among the k samples
+with the lowest weights, k = number of corrupted samples (threshold-free; chance = the noise rate, ties
+shared, so it equals the noise rate at x0; 1 = every corrupted sample ranked below every clean one); ``unweighted_test_accuracy`` / ``unweighted_test_loss``: the baseline trained
+on the corrupted set with every weight 1 (a constant of the instance, exact).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import BilevelProblem
+from .implicit import NewtonClosedForm
+from .linear import LinearModel, load_rows, stratified_split
+
+NOISE_MODELS = ("flip", "uniform")
+
+
+def corrupt_labels(classes: torch.Tensor, n_classes: int, noise: float, generator: torch.Generator,
+                   model: str = "flip") -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels with ``round(noise · n)`` samples relabelled; returns (labels, boolean mask of corrupted rows)."""
+    if model not in NOISE_MODELS:
+        raise ValueError(f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {model!r}")
+    n = len(classes)
+    chosen = torch.randperm(n, generator=generator)[: int(round(noise * n))]
+    noisy = classes.clone()
+    if model == "flip":
+        shift = torch.randint(1, n_classes, (len(chosen),), generator=generator)
+        noisy[chosen] = (classes[chosen] + shift) % n_classes
+    else:
+        noisy[chosen] = torch.randint(0, n_classes, (len(chosen),), generator=generator)
+    return noisy, noisy != classes
+
+
+def corrupted_in_lowest(weights: torch.Tensor, corrupted: torch.Tensor) -> float:
+    """Fraction of corrupted samples among the k lowest weights (k = #corrupted); tied weights at the
+    cut-off share the remaining places (so all-equal weights give the corrupted fraction)."""
+    k = int(corrupted.sum())
+    if k == 0:
+        return float("nan")
+    cut = torch.sort(weights).values[k - 1]
+    below, at = weights < cut, weights == cut
+    share = (k - int(below.sum())) / int(at.sum())
+    return float((corrupted & below).sum() + share * (corrupted & at).sum()) / k
+
+
+def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, noise_model: str = "flip",
+                       train: float | int = 0.5, val: float | int = 0.25, test: float | int = 0.25,
+                       mu: float = 1e-3, scale: bool = True, x0_value: float = 0.0,
+                       downweight_below: float | None = None, closed_form: bool | None = None,
+                       seed: int = 0, dtype: torch.dtype = torch.float64,
+                       device: str | torch.device = "cpu") -> BilevelProblem:
+    """The data-cleaning problem on ``dataset``; ``train``/``val``/``test`` are fractions or row counts.
+
+    ``closed_form`` (default: on when the classifier has at most 200 parameters) enables the exact
+    ``y*(x)``, ∇Ψ and Ψ by Newton's method (metrics ``hypergrad_norm2``, ``hyperobjective``, and the test
+    metrics at ``y*(x)``).
+    """
+    if not 0 <= noise < 1:
+        raise ValueError(f"data_cleaning: noise must be in [0, 1), got {noise!r}")
+    if not mu > 0:
+        raise ValueError(f"data_cleaning: mu must be > 0 (strong convexity of the lower level), got {mu!r}")
+    rows = load_rows(dataset, scale)
+    parts = stratified_split(rows.classes, {"train": train, "val": val, "test": test}, seed)
+    gen = torch.Generator().manual_seed(int(seed) + 7919)  # corruption stream, separate from the split's
+    noisy, corrupted = corrupt_labels(rows.classes[parts["train"]], rows.n_classes, noise, gen, noise_model)
+    A = {k: rows.features[idx].to(dtype=dtype, device=device) for k, idx in parts.items()}
+    B = {k: rows.classes[idx].to(device=device) for k, idx in parts.items()}
+    B["train"] = noisy.to(device=device)
+    corrupted = corrupted.to(device=device)
+    model = LinearModel(A["train"].shape[1], rows.n_classes)
+    mu = float(mu)
+
+    def g(x, y, batch=None):
+        a, b, w = (A["train"], B["train"], x) if batch is None else (A["train"][batch], B["train"][batch], x[batch])
+        return torch.mean(torch.sigmoid(w) * model.losses(a, b, y)) + mu * torch.dot(y, y)
+
+    def f(x, y, batch=None):
+        a, b = (A["val"], B["val"]) if batch is None else (A["val"][batch], B["val"][batch])
+        return torch.mean(model.losses(a, b, y))
+
+    x0 = torch.full((len(parts["train"]),), float(x0_value), dtype=dtype, device=device)
+    y0 = torch.zeros(model.size, dtype=dtype, device=device)
+    exact = NewtonClosedForm(f, g, y0) if (closed_form if closed_form is not None else model.size <= 200) else None
+
+    def model_at(x, y):
+        return exact.y_star(x) if exact is not None else y
+
+    threshold = float(torch.sigmoid(torch.tensor(float(x0_value)))) if downweight_below is None \
+        else float(downweight_below)
+
+    def downweighted(mask):
+        count = int(mask.sum())
+        return lambda p, x, y: float((torch.sigmoid(x[mask]) < threshold).double().mean()) if count else float("nan")
+
+    unweighted = NewtonClosedForm(f, lambda x, y: torch.mean(model.losses(A["train"], B["train"], y)) + mu * torch.dot(y, y),
+                                  y0).y_star(x0) if model.size <= 2000 else None
+    baseline = {} if unweighted is None else {
+        "unweighted_test_accuracy": model.accuracy(A["test"], B["test"], unweighted),
+        "unweighted_test_loss": float(torch.mean(model.losses(A["test"], B["test"], unweighted)))}
+    metrics = {
+        "test_accuracy": lambda p, x, y: model.accuracy(A["test"], B["test"], model_at(x, y)),
+        "test_loss": lambda p, x, y: float(torch.mean(model.losses(A["test"], B["test"], model_at(x, y)))),
+        "corrupted_downweighted": downweighted(corrupted),
+        "clean_downweighted": downweighted(~corrupted),
+        "corrupted_in_lowest": lambda p, x, y: corrupted_in_lowest(x, corrupted),
+        **{k: (lambda p, x, y, v=v: v) for k, v in baseline.items()},
+    }
+    return BilevelProblem(
+        f=f, g=g, x0=x0, y0=y0, n_samples={"f": len(parts["val"]), "g": len(parts["train"])},
+        closed_form=None if exact is None else exact.closed_form(),
+        name=f"data_cleaning[{rows.dataset.label}, noise={noise:g}]",
+        info={**rows.info, "rows": {k: len(v) for k, v in parts.items()}, "features": model.d,
+              "classes": rows.n_classes, "noise": float(noise), "noise_model": noise_model,
+              "corrupted": int(corrupted.sum()), "corrupted_mask": corrupted, "mu": mu, "seed": int(seed),
+              "closed_form": exact is not None, "downweight_below": threshold, **baseline, "metrics": metrics},
+    )
