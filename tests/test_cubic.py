@@ -103,3 +103,32 @@ def test_separable_solver_minimizes_each_coordinate():
 def test_bad_regularization_is_an_error():
     with pytest.raises(ValueError, match="M must be > 0"):
         cubic_step_exact(torch.ones(2, dtype=DT), torch.eye(2, dtype=DT), 0.0)
+
+
+def test_lanczos_step_is_exact_once_the_krylov_space_is_full():
+    """With k = n products the Krylov space is the whole space: the Lanczos step is the exact global minimiser,
+    and the low-rank solve against the full factor agrees with the eigendecomposition solver."""
+    from bilevel.components.cubic import cubic_step_exact, cubic_step_lanczos, cubic_step_lowrank, lanczos_factor
+
+    torch.manual_seed(0)
+    B = torch.randn(8, 8, dtype=torch.float64)
+    H = 0.5 * (B + B.T)  # indefinite
+    g = torch.randn(8, dtype=torch.float64)
+    exact = cubic_step_exact(g, H, 2.0)
+    s, products = cubic_step_lanczos(g, lambda v: H @ v, 2.0, dim=8)
+    assert products == 8
+    assert torch.allclose(s, exact, atol=1e-8)
+    theta, U, _ = lanczos_factor(g, lambda v: H @ v, dim=8)
+    assert torch.allclose(U.T @ U, torch.eye(8, dtype=torch.float64), atol=1e-10)
+    other = torch.randn(8, dtype=torch.float64)  # a fresh gradient against the stored factor (lazy step)
+    assert torch.allclose(cubic_step_lowrank(other, theta, U, 2.0), cubic_step_exact(other, H, 2.0), atol=1e-8)
+
+
+def test_lowrank_step_treats_the_complement_as_flat():
+    """Against a rank-1 factor, a gradient orthogonal to it sees zero curvature: s = −sqrt(2‖g‖/M) g/‖g‖."""
+    from bilevel.components.cubic import cubic_step_lowrank
+
+    U = torch.tensor([[1.0], [0.0], [0.0]], dtype=torch.float64)
+    g = torch.tensor([0.0, 3.0, 4.0], dtype=torch.float64)
+    s = cubic_step_lowrank(g, torch.tensor([5.0], dtype=torch.float64), U, 2.0)
+    assert torch.allclose(s, -math.sqrt(2 * 5.0 / 2.0) * g / 5.0, atol=1e-9)

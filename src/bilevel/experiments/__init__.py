@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from .base import Claim, Experiment, Verdict, aggregate
 from .config import ConfigError, check_config
-from .hypergradient_estimators import LOGISTIC, QUADRATIC
 from .fsba_cleaning import FIGURE2 as FSBA_FIGURE2
 from .fsba_cleaning import FIGURE3 as FSBA_FIGURE3
 from .fsba_cleaning import FIGURE5 as FSBA_FIGURE5
 from .fsba_cleaning import FIGURE6B as FSBA_FIGURE6B
 from .fsba_cleaning import FIGURE7 as FSBA_FIGURE7
 from .fsba_cleaning import FIGURE8 as FSBA_FIGURE8
+from .hypergradient_estimators import LOGISTIC, QUADRATIC
 from .minimax_cubic import FIGURE1 as FSBA_FIGURE1
 from .minimax_cubic import FIGURE6A as FSBA_FIGURE6A
 from .zoba import ATTACK as ZOBA_ATTACK

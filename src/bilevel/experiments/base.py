@@ -87,12 +87,17 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def dataset_label(agg: pd.DataFrame) -> str:
-    """``STAND-IN: <stand-in> for <official>`` or the dataset name (empty for synthetic problems)."""
+    """``STAND-IN: <stand-in> for <official>`` or the dataset name, for every distinct dataset of the rows
+    (joined by ", " in order of appearance; empty for synthetic problems)."""
     if "dataset" not in agg or not agg["dataset"].fillna("").any():
         return ""
-    row = agg.iloc[0]
-    stand_in = row.get("stand_in")
-    return f"STAND-IN: {row['dataset']} for {stand_in}" if isinstance(stand_in, str) and stand_in else str(row["dataset"])
+    stand_ins = agg["stand_in"] if "stand_in" in agg else pd.Series("", index=agg.index)
+    labels: list[str] = []
+    for dataset, stand_in in zip(agg["dataset"].fillna(""), stand_ins.fillna(""), strict=True):
+        label = f"STAND-IN: {dataset} for {stand_in}" if isinstance(stand_in, str) and stand_in else str(dataset)
+        if dataset and label not in labels:
+            labels.append(label)
+    return ", ".join(labels)
 
 
 def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:

@@ -77,13 +77,12 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel] | list[list[Panel]], ti
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    rows = len(grid)
-    top = 1 - (0.12 if note else 0.06) / rows  # title (and note) take a fixed height whatever the grid
+    height = fig.get_figheight()  # title, note and legend keep a fixed height in inches whatever the grid
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(title, fontsize=12, y=0.99)
+    fig.suptitle(title, fontsize=12, y=1 - 0.04 / height)
     if note:
-        fig.text(0.5, 1 - 0.085 / rows, note, ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.08 / rows, 1, top))
+        fig.text(0.5, 1 - 0.31 / height, note, ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - (0.45 if note else 0.22) / height))
     return fig
 
 

@@ -20,7 +20,8 @@ current weights — at ``y*(x)`` (Newton) when the closed form is on, else at th
 weight σ(x_i) fell below ``downweight_below`` (default: the initial weight σ(x0) = 0.5), i.e. "did it
 find the noisy labels?"; ``corrupted_in_lowest``: the fraction of corrupted samples among the k samples
 with the lowest weights, k = number of corrupted samples (threshold-free; chance = the noise rate, ties
-shared, so it equals the noise rate at x0; 1 = every corrupted sample ranked below every clean one); ``unweighted_test_accuracy`` / ``unweighted_test_loss``: the baseline trained
+shared, so it equals the noise rate at x0; 1 = every corrupted sample ranked below every clean one);
+``unweighted_test_accuracy`` / ``unweighted_test_loss``: the baseline trained
 on the corrupted set with every weight 1 (a constant of the instance, exact).
 """
 
@@ -30,7 +31,7 @@ import torch
 
 from .base import BilevelProblem
 from .implicit import NewtonClosedForm
-from .linear import LinearModel, load_rows, stratified_split
+from .linear import LinearModel, load_rows, stratified_split, take
 
 NOISE_MODELS = ("flip", "uniform")
 
@@ -65,11 +66,13 @@ def corrupted_in_lowest(weights: torch.Tensor, corrupted: torch.Tensor) -> float
 
 def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, noise_model: str = "flip",
                        train: float | int = 0.5, val: float | int = 0.25, test: float | int = 0.25,
-                       mu: float = 1e-3, scale: bool = True, x0_value: float = 0.0,
+                       mu: float = 1e-3, scale: bool = True, rows_from: list[str] | None = None,
+                       x0_value: float = 0.0,
                        downweight_below: float | None = None, closed_form: bool | None = None,
                        seed: int = 0, dtype: torch.dtype = torch.float64,
                        device: str | torch.device = "cpu") -> BilevelProblem:
-    """The data-cleaning problem on ``dataset``; ``train``/``val``/``test`` are fractions or row counts.
+    """The data-cleaning problem on ``dataset``; ``train``/``val``/``test`` are fractions or row counts of the
+    rows of ``rows_from`` (:func:`~bilevel.problems.linear.load_rows`).
 
     ``closed_form`` (default: on when the classifier has at most 200 parameters) enables the exact
     ``y*(x)``, ∇Ψ and Ψ by Newton's method (metrics ``hypergrad_norm2``, ``hyperobjective``, and the test
@@ -79,11 +82,11 @@ def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, nois
         raise ValueError(f"data_cleaning: noise must be in [0, 1), got {noise!r}")
     if not mu > 0:
         raise ValueError(f"data_cleaning: mu must be > 0 (strong convexity of the lower level), got {mu!r}")
-    rows = load_rows(dataset, scale)
+    rows = load_rows(dataset, scale, rows_from)
     parts = stratified_split(rows.classes, {"train": train, "val": val, "test": test}, seed)
     gen = torch.Generator().manual_seed(int(seed) + 7919)  # corruption stream, separate from the split's
     noisy, corrupted = corrupt_labels(rows.classes[parts["train"]], rows.n_classes, noise, gen, noise_model)
-    A = {k: rows.features[idx].to(dtype=dtype, device=device) for k, idx in parts.items()}
+    A = {k: take(rows.features, idx).to(dtype=dtype, device=device) for k, idx in parts.items()}
     B = {k: rows.classes[idx].to(device=device) for k, idx in parts.items()}
     B["train"] = noisy.to(device=device)
     corrupted = corrupted.to(device=device)

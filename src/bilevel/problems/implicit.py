@@ -15,9 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import func as tf
+from torch.autograd.functional import hessian
 
 from .base import ClosedForm
+
+
+@torch.enable_grad()
+def _grads(fn: Callable, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
+    """(∇_x fn, ∇_y fn) by reverse mode (plain autograd: no torch.func start-up cost)."""
+    if not (x.requires_grad and y.requires_grad):
+        x, y = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
+    gx, gy = torch.autograd.grad(fn(x, y), (x, y), create_graph=create_graph, allow_unused=True)
+    return (torch.zeros_like(x) if gx is None else gx), (torch.zeros_like(y) if gy is None else gy)
+
+
+def _hessian_yy(fn: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        return hessian(lambda yy: fn(x.detach(), yy), y.detach())
 
 
 class NewtonClosedForm:
@@ -29,13 +43,11 @@ class NewtonClosedForm:
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _newton(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        grad = tf.grad(self.g, argnums=1)
-        hess = tf.hessian(self.g, argnums=1)
         for _ in range(self.max_steps):
-            gy = grad(x, y)
+            gy = _grads(self.g, x, y)[1]
             if float(torch.linalg.vector_norm(gy)) <= self.tol:
                 break
-            step = torch.linalg.solve(hess(x, y), gy)
+            step = torch.linalg.solve(_hessian_yy(self.g, x, y), gy)
             t = 1.0  # backtracking on g: the pure Newton step may overshoot far from the solution
             g0 = self.g(x, y)
             while t > 1e-8 and not self.g(x, y - t * step) <= g0 - 0.25 * t * torch.dot(gy, step):
@@ -57,9 +69,12 @@ class NewtonClosedForm:
     def hypergradient(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach()
         y = self.y_star(x)
-        fx, fy = tf.grad(self.f, argnums=(0, 1))(x, y)
-        v = torch.linalg.solve(tf.hessian(self.g, argnums=1)(x, y), fy)
-        mixed = tf.grad(lambda xx: torch.dot(tf.grad(self.g, argnums=1)(xx, y), v))(x)
+        fx, fy = _grads(self.f, x, y)
+        v = torch.linalg.solve(_hessian_yy(self.g, x, y), fy)
+        with torch.enable_grad():  # ∇²_xy g · v = ∇_x ⟨∇_y g(x, y), v⟩
+            xx = x.detach().requires_grad_(True)
+            gy = _grads(self.g, xx, y.detach().requires_grad_(True), create_graph=True)[1]
+            mixed = torch.autograd.grad(torch.dot(gy, v), xx)[0]
         return fx - mixed
 
     @torch.no_grad()

@@ -37,22 +37,38 @@ class Rows:
                 "dataset_label": self.dataset.label}
 
 
-def load_rows(dataset: str, scale: bool = True) -> Rows:
-    """Rows of ``dataset`` (an image dataset contributes its test split when it has one, e.g. the 10,000
-    official MNIST test images; a configured stand-in is used, and labelled, when the files are absent)."""
+def load_rows(dataset: str, scale: bool = True, rows_from: list[str] | None = None) -> Rows:
+    """Rows of ``dataset``: the union of its splits ``rows_from`` (default: the test split when the dataset
+    has one, e.g. the 10,000 official MNIST test images — the file available offline — else all rows).
+    A configured stand-in is used, and labelled, when the files are absent. Sparse features (20 Newsgroups)
+    stay sparse (COO) and are not rescaled (they are L2-normalised already)."""
     spec = data.get(dataset)
-    ds = data.load(dataset, ["test"] if "test" in spec.files else None)
-    split = next(s for s in ("test", "all", "train") if s in ds.splits)
-    x, labels = ds[split]["x"], ds[split]["y"]
-    if x.dtype == torch.uint8:  # images
-        features = x.reshape(len(labels), -1).to(torch.float64) / 255.0
+    if rows_from is not None:
+        unknown = sorted(set(rows_from) - set(spec.files))
+        if unknown:
+            raise ValueError(f"rows_from: {dataset} has no split(s) {', '.join(unknown)}; splits: {', '.join(spec.files)}")
+    wanted = list(rows_from) if rows_from is not None else (["test"] if "test" in spec.files else None)
+    ds = data.load(dataset, wanted)
+    chosen = [s for s in (wanted or []) if s in ds.splits] or \
+        [next(s for s in ("test", "all", "train") if s in ds.splits)]  # a stand-in has its own splits
+    labels = torch.cat([ds[s]["y"] for s in chosen])
+    parts = [ds[s]["x"] for s in chosen]
+    if parts[0].is_sparse or parts[0].layout == torch.sparse_csr:
+        features = torch.cat([p.to_sparse_coo().to(torch.float64) for p in parts]).coalesce()
+    elif parts[0].dtype == torch.uint8:  # images
+        features = torch.cat([p.reshape(len(p), -1) for p in parts]).to(torch.float64) / 255.0
     else:
-        features = x.to(torch.float64).reshape(len(labels), -1)
+        features = torch.cat([p.reshape(len(p), -1) for p in parts]).to(torch.float64)
         if scale:
             features = torch.from_numpy(svm_scale(features.numpy()))
     values = torch.unique(labels)
     classes = torch.searchsorted(values, labels.contiguous()).long()
     return Rows(features, classes, len(values), ds)
+
+
+def take(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` of dense or sparse (COO) features."""
+    return features.index_select(0, idx) if features.is_sparse else features[idx]
 
 
 def stratified_split(classes: torch.Tensor, sizes: dict[str, float | int], seed: int) -> dict[str, torch.Tensor]:

@@ -22,13 +22,14 @@ import torch
 
 from .. import data
 from .base import BilevelProblem
-from .linear import LinearModel, load_rows, stratified_split
+from .linear import LinearModel, load_rows, stratified_split, take
 
 REDUCTIONS = ("mean", "sum")
 
 
 def make_feature_regularization(dataset: str = "20newsgroups", train: float | int = 0.5, val: float | int = 0.25,
                                 test: float | int = 0.25, reduction: str = "mean", scale: bool = True,
+                                rows_from: list[str] | None = None,
                                 stands_in_for: str | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
                                 device: str | torch.device = "cpu") -> BilevelProblem:
     """The problem on ``dataset`` (rows split into train / validation / test)."""
@@ -36,9 +37,9 @@ def make_feature_regularization(dataset: str = "20newsgroups", train: float | in
         raise ValueError(f"feature_regularization: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     if stands_in_for is not None and stands_in_for not in data.available():
         raise ValueError(f"feature_regularization: stands_in_for={stands_in_for!r} is not a registered dataset")
-    rows = load_rows(dataset, scale)
+    rows = load_rows(dataset, scale, rows_from)
     parts = stratified_split(rows.classes, {"train": train, "val": val, "test": test}, seed)
-    A = {k: rows.features[idx].to(dtype=dtype, device=device) for k, idx in parts.items()}
+    A = {k: take(rows.features, idx).to(dtype=dtype, device=device) for k, idx in parts.items()}
     B = {k: rows.classes[idx].to(device=device) for k, idx in parts.items()}
     model = LinearModel(A["train"].shape[1], rows.n_classes, bias=False)
     scale_reg = 0.5 / model.size if reduction == "mean" else 0.5
