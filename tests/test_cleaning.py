@@ -205,7 +205,11 @@ def test_linear_model_accepts_sparse_rows():
     classes = torch.tensor([0, 2, 1])
     dense_loss = model.losses(dense[idx], classes, y).sum()
     sparse_loss = model.losses(take(sparse, idx), classes, y).sum()
-    assert float(sparse_loss) == pytest.approx(float(dense_loss))
+    assert float(sparse_loss.detach()) == pytest.approx(float(dense_loss.detach()))
     g_dense, = torch.autograd.grad(dense_loss, y)
     g_sparse, = torch.autograd.grad(sparse_loss, y)
     assert torch.allclose(g_dense, g_sparse)
+    v = torch.randn(model.size, dtype=torch.float64)
+    hv = [torch.autograd.grad(torch.autograd.grad(model.losses(rows_, classes, y).sum(), y, create_graph=True)[0] @ v,
+                              y)[0] for rows_ in (dense[idx], take(sparse, idx))]
+    assert torch.allclose(hv[0], hv[1])  # Hessian-vector products (IFSBA) through sparse rows

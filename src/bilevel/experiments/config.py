@@ -85,11 +85,12 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
             except (ValueError, TypeError) as err:
                 where = "params" if phase is None else f"{phase}.params / {label}.{phase}_params"
                 raise ConfigError(f"{_key('experiments', name, 'methods', label, where)}: {err}") from None
-    for phase in phases:
-        section = exp_cfg.get(phase, {})
+    budgets = [((phase,), exp_cfg.get(phase, {})) for phase in phases] + \
+        [(("methods", label, "budget"), entry.get("budget", {})) for label, entry in exp_cfg["methods"].items()]
+    for where, section in budgets:
         for budget in ("max_iters", "max_oracle_calls", "max_seconds", "eval_every"):
             if budget in section and not section[budget] > 0:
-                raise ConfigError(f"{_key('experiments', name, phase, budget)}: must be > 0, got {section[budget]!r}")
+                raise ConfigError(f"{_key('experiments', name, *where, budget)}: must be > 0, got {section[budget]!r}")
     seeds = exp_cfg.get("seeds", [])
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{_key('experiments', name, 'seeds')}: need a non-empty list of distinct seeds, got {seeds!r}")

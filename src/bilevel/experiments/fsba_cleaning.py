@@ -138,7 +138,12 @@ def _finds_noisy_labels(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 
 def _grid_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, bool]]) -> list[list[Panel]]:
-    """One column per case, one row per (metric, y-label, log-y)."""
+    """One column per case, one row per (metric, y-label, log-y); a single case is drawn as one row."""
+    if len(phases(exp_cfg)) == 1:
+        phase = phases(exp_cfg)[0]
+        label = dataset_label(agg[agg["phase"] == phase]) or phase
+        return [[Panel(phase, metric, "time", f"({chr(ord('a') + i)}) {label}", "time [s]", ylabel, logx=False,
+                       logy=logy) for i, (metric, ylabel, logy) in enumerate(rows)]]
     grid = []
     for r, (metric, ylabel, logy) in enumerate(rows):
         line = []

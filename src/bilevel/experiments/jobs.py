@@ -89,8 +89,10 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
 def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
                      progress=False, phase: str = "optimization", overrides: dict | None = None) -> pd.DataFrame:
     """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget and
-    optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters)."""
-    section = exp_cfg["optimization"]
+    optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters). A method's
+    own ``budget`` entry overrides the section's budget keys (e.g. more iterations for a cheaper method,
+    so that every method gets a comparable wall time)."""
+    section = {**exp_cfg["optimization"], **exp_cfg["methods"][label].get("budget", {})}
     problem = build_problem(exp_cfg, seed, device, overrides)
     mname, params = method_spec(exp_cfg, label, "optimization")
     method = method_registry.make(mname, **params)
