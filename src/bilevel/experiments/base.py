@@ -100,6 +100,20 @@ def dataset_label(agg: pd.DataFrame) -> str:
     return ", ".join(labels)
 
 
+def methods_of(exp_cfg: dict, *methods: str) -> list[str]:
+    """Labels of the experiment's method entries whose registry name is one of ``methods``."""
+    return [lab for lab, e in exp_cfg["methods"].items() if e["method"] in methods]
+
+
+def run_note(exp_cfg: dict, extra: str = "", our_choice: bool = True) -> str:
+    """The line under a figure's title: problem and its parameters, number of seeds, how curves are drawn."""
+    prob = exp_cfg["problem"]
+    params = ", ".join(f"{k}={v}" for k, v in prob.get("params", {}).items() if not isinstance(v, dict))
+    n = len(exp_cfg["seeds"])
+    return (f"{prob['name']}({params}); {n} seed{'s' if n != 1 else ''} (median, band = min-max)"
+            + ("; our choice" if our_choice else "") + extra)
+
+
 def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:
     """Rows of one aggregated curve, sorted by step."""
     sel = agg[(agg["method"] == method) & (agg["metric"] == metric) & (agg["phase"] == phase)]

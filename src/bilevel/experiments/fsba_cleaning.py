@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import methods as method_registry
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label
+from .base import Claim, Experiment, Verdict, curve, dataset_label, methods_of, run_note
 from .config import method_spec
 from .jobs import case_runs
 from .minimax_cubic import FIGURE1
@@ -35,9 +35,6 @@ BASELINES = ("itd", "aid", "f2ba")
 CLEANING_METRICS = ("hyperobjective", "upper_objective", "test_accuracy", "test_loss", "corrupted_downweighted",
                     "clean_downweighted", "corrupted_in_lowest", "unweighted_test_accuracy")
 
-
-def _labels(exp_cfg: dict, *methods: str) -> list[str]:
-    return [lab for lab, e in exp_cfg["methods"].items() if e["method"] in methods]
 
 
 def phases(exp_cfg: dict) -> list[str]:
@@ -78,7 +75,7 @@ def faster_than_baselines(metric: str, what: str, lower: bool = True):
     """Per phase: the best of FSBA/IFSBA/LFSBA reaches the best final ``metric`` of ITD, AID and F2BA
     (median over seeds) in less wall time than the first baseline to reach it."""
     def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-        ours, rivals = _labels(exp_cfg, *OURS), _labels(exp_cfg, *BASELINES)
+        ours, rivals = methods_of(exp_cfg, *OURS), methods_of(exp_cfg, *BASELINES)
         if not ours or not rivals:
             return Verdict(None, "needs an FSBA-family method and one of ITD, AID, F2BA")
         parts, holds = [], True
@@ -109,7 +106,7 @@ def _cleaned_beats_unweighted(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         return Verdict(None, "no breast-cancer case with noise 0.25 in this configuration")
     case = cases[0]
     parts, holds = [], True
-    for lab in _labels(exp_cfg, *OURS):
+    for lab in methods_of(exp_cfg, *OURS):
         cleaned = _final(agg, lab, "test_accuracy", case)
         plain = _final(agg, lab, "unweighted_test_accuracy", case)
         if cleaned is None or plain is None:
@@ -128,7 +125,7 @@ def _finds_noisy_labels(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         noise = float({**exp_cfg["problem"].get("params", {}), **exp_cfg.get("cases", {}).get(phase, {})}
                       .get("noise", 0.25))
         need = (1 + noise) / 2
-        for lab in _labels(exp_cfg, *OURS):
+        for lab in methods_of(exp_cfg, *OURS):
             got = _final(agg, lab, "corrupted_in_lowest", phase)
             if got is None:
                 return Verdict(None, f"{lab}: no corrupted_in_lowest in {phase}")
@@ -158,18 +155,13 @@ def _grid_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, bo
     return grid
 
 
-def _note(exp_cfg: dict, extra: str = "") -> str:
-    prob = exp_cfg["problem"]
-    params = ", ".join(f"{k}={v}" for k, v in prob.get("params", {}).items() if not isinstance(v, dict))
-    return f"{prob['name']}({params}); {len(exp_cfg['seeds'])} seeds (median, band = min-max); our choice{extra}"
-
 
 def _plot(title: str, rows: list[tuple[str, str, bool]], extra: str = ""):
     def plot(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
         from ..plotting.curves import metric_panels, save_figure
 
         fig = metric_panels(agg, _grid_panels(exp_cfg, agg, rows), title, methods=list(exp_cfg["methods"]),
-                            note=_note(exp_cfg, extra))
+                            note=run_note(exp_cfg, extra))
         save_figure(fig, outputs)
     return plot
 
@@ -241,7 +233,7 @@ FIGURE5 = Experiment(
 # ------------------------------------------------------------------------------------ ablations
 def _by_param(exp_cfg: dict, name: str) -> dict[str, float]:
     """Method label -> value of hyper-parameter ``name`` (FSBA-family methods only), sorted by value."""
-    values = {lab: float(_param(exp_cfg, lab, name)) for lab in _labels(exp_cfg, *OURS)}
+    values = {lab: float(_param(exp_cfg, lab, name)) for lab in methods_of(exp_cfg, *OURS)}
     return dict(sorted(values.items(), key=lambda kv: kv[1]))
 
 

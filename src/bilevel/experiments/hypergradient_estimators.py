@@ -21,7 +21,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label, first_reaching
+from .base import Claim, Experiment, Verdict, curve, dataset_label, first_reaching, run_note
 from .jobs import hypergradient_sweep, optimization_run
 
 PANELS = [
@@ -46,11 +46,8 @@ def _plot(title: str):
     def plot(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
         from ..plotting.curves import metric_panels, save_figure  # matplotlib only where a figure is drawn
 
-        prob = exp_cfg["problem"]
-        params = ", ".join(f"{k}={v}" for k, v in prob.get("params", {}).items())
         label = dataset_label(agg)
-        note = (f"{prob['name']}({params}); {len(exp_cfg['seeds'])} seeds (median, band = min-max)"
-                + (f"; data: {label}" if label else ""))
+        note = run_note(exp_cfg, f"; data: {label}" if label else "", our_choice=False)
         fig = metric_panels(agg, PANELS, title + (f" [{label}]" if label else ""), methods=list(exp_cfg["methods"]),
                             note=note)
         save_figure(fig, outputs)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import methods as method_registry
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, first_reaching
+from .base import Claim, Experiment, Verdict, first_reaching, methods_of
 from .config import method_spec
 from .jobs import optimization_run
 
@@ -87,9 +87,6 @@ def _plot(title: str, with_gradient: bool):
     return plot
 
 
-def _labels(exp_cfg: dict, method: str) -> list[str]:
-    return [lab for lab, e in exp_cfg["methods"].items() if e["method"] == method]
-
 
 def _calls(agg, exp_cfg, labels, phase, x: str = CALLS) -> dict[str, float | None]:
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
@@ -117,15 +114,15 @@ def _fewer_calls(agg, exp_cfg, challengers: list[str], references: list[str]) ->
 
 
 def _lmcn_fewer_calls(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    lmcn = [lab for lab in _labels(exp_cfg, "lmcn") if lab == "lmcn"] or _labels(exp_cfg, "lmcn")[:1]
-    rivals = _labels(exp_cfg, "mcn") + _labels(exp_cfg, "gda")
+    lmcn = [lab for lab in methods_of(exp_cfg, "lmcn") if lab == "lmcn"] or methods_of(exp_cfg, "lmcn")[:1]
+    rivals = methods_of(exp_cfg, "mcn") + methods_of(exp_cfg, "gda")
     if not lmcn or not rivals:
         return Verdict(None, "needs an LMCN and an MCN or GDA configuration")
     return _fewer_calls(agg, exp_cfg, lmcn, rivals)
 
 
 def _lmcn_reaches_optimum(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    labels = _labels(exp_cfg, "lmcn")
+    labels = methods_of(exp_cfg, "lmcn")
     if not labels:
         return Verdict(None, "no LMCN configuration")
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label
+from .base import Claim, Experiment, Verdict, curve, dataset_label, methods_of, run_note
 from .jobs import optimization_run
 
 PAPER = "Rando & Vaiter, ZOBA: an efficient single-loop zeroth-order bilevel optimization algorithm (arXiv 2601.21836)"
@@ -28,14 +28,6 @@ SOURCE = "ZOBA paper, abstract [paper]; experiment design specs/zoba.md Z-1..Z-6
 ZEROTH_ORDER = ("zoba", "hf-zoba", "zmdsba")
 
 
-def _labels(exp_cfg: dict, *methods: str) -> list[str]:
-    return [lab for lab, e in exp_cfg["methods"].items() if e["method"] in methods]
-
-
-def _note(exp_cfg: dict, extra: str = "") -> str:
-    prob = exp_cfg["problem"]
-    params = ", ".join(f"{k}={v}" for k, v in prob.get("params", {}).items() if not isinstance(v, dict))
-    return f"{prob['name']}({params}); {len(exp_cfg['seeds'])} seeds (median, band = min-max); our choice{extra}"
 
 
 def _plot_panels(title: str, panels: list[Panel]):
@@ -44,7 +36,7 @@ def _plot_panels(title: str, panels: list[Panel]):
 
         label = dataset_label(agg)
         fig = metric_panels(agg, panels, title + (f" [{label}]" if label else ""), methods=list(exp_cfg["methods"]),
-                            note=_note(exp_cfg, f"; data: {label}" if label else ""))
+                            note=run_note(exp_cfg, f"; data: {label}" if label else ""))
         save_figure(fig, outputs)
     return plot
 
@@ -76,7 +68,7 @@ def _final(agg: pd.DataFrame, label: str, metric: str, phase: str = "optimizatio
 def _reaches_baseline_faster(metric: str, what: str):
     """ZOBA reaches the two-loop baseline's final ``metric`` in less wall time than the baseline needs."""
     def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-        zoba, base = _labels(exp_cfg, "zoba"), _labels(exp_cfg, "zmdsba")
+        zoba, base = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, "zmdsba")
         if not zoba or not base:
             return Verdict(None, "needs a ZOBA and a ZMDSBA configuration")
         final = _final(agg, base[0], metric)
@@ -92,7 +84,7 @@ def _reaches_baseline_faster(metric: str, what: str):
 
 
 def _hf_no_more_evaluations(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    zoba, hf = _labels(exp_cfg, "zoba"), _labels(exp_cfg, "hf-zoba")
+    zoba, hf = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, "hf-zoba")
     if not zoba or not hf:
         return Verdict(None, "needs a ZOBA and an HF-ZOBA configuration")
     target = _final(agg, zoba[0], "hypergrad_norm2")[0]
@@ -105,7 +97,7 @@ def _hf_no_more_evaluations(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 def _single_loop_descent(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     factor = exp_cfg.get("claims", {}).get("decrease_factor", 10.0)
     ratios = {}
-    for lab in _labels(exp_cfg, "zoba", "hf-zoba"):
+    for lab in methods_of(exp_cfg, "zoba", "hf-zoba"):
         c = curve(agg, lab, "hypergrad_norm2", "optimization")
         if len(c) >= 2 and (c["status"] == "completed").all():
             ratios[lab] = float(c["median"].iloc[0] / c["median"].iloc[-1])
@@ -230,7 +222,7 @@ def _plot_dimensions(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> No
     axes[1].set(xlabel="p + d", ylabel="iterations to target (median seed)", title="(b) iterations to target")
     axes[0].legend(fontsize=7)
     fig.suptitle("ZOBA: evaluations to tolerance against the dimensions (p inner, d outer)", fontsize=12)
-    fig.text(0.5, 0.9, _note(exp_cfg, "; errorbar up to the worst seed"), ha="center", fontsize=8, color="0.35")
+    fig.text(0.5, 0.9, run_note(exp_cfg, "; errorbar up to the worst seed"), ha="center", fontsize=8, color="0.35")
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     save_figure(fig, outputs)
 
@@ -278,7 +270,7 @@ ATTACK_PANELS = [
 
 def _attack_effective(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     drop = exp_cfg.get("claims", {}).get("accuracy_drop", 0.2)
-    finals = {lab: _final(agg, lab, "accuracy_under_attack") for lab in _labels(exp_cfg, *ZEROTH_ORDER)}
+    finals = {lab: _final(agg, lab, "accuracy_under_attack") for lab in methods_of(exp_cfg, *ZEROTH_ORDER)}
     finals = {k: v for k, v in finals.items() if v is not None}
     if not finals:
         return Verdict(None, "no zeroth-order attack results")
