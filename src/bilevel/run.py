@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from .methods.base import Method, State
+from .methods.online import OnlineMethod
 from .oracle import Oracle
 from .problems.base import BilevelProblem, MinimaxProblem
 
@@ -150,6 +151,8 @@ def run(
         raise ValueError(f"run(): target must be (metric, fraction > 0), got {target!r}")
     if not (isinstance(eval_every, int) and eval_every >= 1):
         raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
+    if isinstance(method, OnlineMethod):
+        raise TypeError(f"{method.name} is an online method: run it on a stream with bilevel.online.run_online")
     if isinstance(problem, MinimaxProblem):
         problem = problem.as_bilevel()
     metrics = default_metrics(problem) if metrics is None else metrics

@@ -10,13 +10,15 @@ from .f2ba import F2BA
 from .fsba import FSBA, IFSBA, LFSBA
 from .itd import ITD
 from .minimax import GDA, LMCN, MCN
+from .online import OAGD, OGD, SOBOW, SOGD, OnlineMethod
 from .pzobo import PZOBO
 from .soba import SOBA
 from .zmdsba import ZMDSBA
 from .zoba import HFZOBA, ZOBA
 
 _REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, F2BA, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN,
-                                                         ZOBA, HFZOBA, PZOBO, SOBA, ZMDSBA)}
+                                                         ZOBA, HFZOBA, PZOBO, SOBA, ZMDSBA, SOGD, OGD, OAGD,
+                                                         SOBOW)}
 
 
 def available() -> list[str]:
@@ -52,5 +54,5 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-__all__ = ["AID", "ITD", "HypergradientMethod", "Method", "ParameterError", "State",
+__all__ = ["AID", "ITD", "HypergradientMethod", "Method", "OnlineMethod", "ParameterError", "State",
            "available", "get", "make", "register"]

@@ -9,6 +9,7 @@ from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .cleaning import make_data_cleaning
 from .logistic import make_l2_logistic
 from .minimax_w import make_minimax_w
+from .online import BilevelStream, make_online_quadratic
 from .quadratic import make_quadratic
 from .regularization import make_feature_regularization
 from .saddle import make_strict_saddle
@@ -48,4 +49,5 @@ def register(name: str, factory: Callable[..., BilevelProblem | MinimaxProblem])
     _REGISTRY[name] = factory
 
 
-__all__ = ["BilevelProblem", "ClosedForm", "MinimaxProblem", "available", "get_factory", "make", "register"]
+__all__ = ["BilevelProblem", "BilevelStream", "ClosedForm", "MinimaxProblem", "make_online_quadratic",
+           "available", "get_factory", "make", "register"]

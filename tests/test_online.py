@@ -1,0 +1,125 @@
+"""Online bilevel optimization: the drifting-quadratic stream, the exact regret, SOGD / OAGD / SOBOW / OGD."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import bilevel
+from bilevel import methods
+from bilevel.methods.online import ball
+from bilevel.online import projected_gradient, run_online
+from bilevel.oracle import Oracle
+from bilevel.problems import make_online_quadratic
+
+
+def test_stream_closed_forms_match_autograd():
+    """y*_t(x) = x − a²_t minimises g_t, and ∇F_t(x) = 2x + 2a¹_t − 2a²_t is the implicit hypergradient."""
+    stream = make_online_quadratic(dim=3, sigma=0.0)
+    gen = torch.Generator().manual_seed(0)
+    for t in (1, 4, 9):
+        problem = stream.round(t, gen)
+        x = torch.tensor([0.3, -0.2, 0.7], dtype=torch.float64)
+        y_star = stream.info["y_star"](t, x)
+        oracle = Oracle(problem)
+        assert torch.allclose(oracle.grad_y("g", x, y_star), torch.zeros(3, dtype=torch.float64), atol=1e-14)
+        # implicit function theorem: ∇F = ∇_x f − ∇²_xy g [∇²_yy g]⁻¹ ∇_y f with ∇²_yy g = I, ∇²_xy g = −I
+        fx, fy = oracle.grad("f", x, y_star)
+        assert torch.allclose(stream.hypergradient(t, x), fx + fy, atol=1e-14)
+        assert torch.allclose(stream.hypergradient(t, x), 2 * x + 2 / t - 2 / math.sqrt(t), atol=1e-14)
+
+
+def test_noise_is_additive_on_gradients_and_shared_within_a_round():
+    stream = make_online_quadratic(dim=2, sigma=0.5)
+    problem = stream.round(3, torch.Generator().manual_seed(1))
+    clean = make_online_quadratic(dim=2, sigma=0.0).round(3, torch.Generator().manual_seed(1))
+    oracle, exact = Oracle(problem), Oracle(clean)
+    pts = [(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)),
+           (torch.ones(2, dtype=torch.float64), -torch.ones(2, dtype=torch.float64))]
+    shifts = [torch.cat(oracle.grad("f", x, y)) - torch.cat(exact.grad("f", x, y)) for x, y in pts]
+    assert torch.allclose(shifts[0], shifts[1]) and float(torch.linalg.vector_norm(shifts[0])) > 0
+    v = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert torch.allclose(oracle.hvp("g", *pts[0], dy=v)[1], v)  # second-order products stay exact
+
+
+def _replay_regret(method, stream, rounds, seed):
+    """Direct evaluation: play the rounds by hand and sum ‖P_{X,α_t}(x_t; ∇F_t(x_t))‖² with the closed form."""
+    data = torch.Generator().manual_seed(seed + 1)
+    state = method.init(None, stream.x0, stream.y0, seed)
+    total, out = 0.0, []
+    for t in range(1, rounds + 1):
+        oracle = Oracle(stream.round(t, data))
+        x = state.x
+        a = method.steps(t)["alpha"] if hasattr(method, "steps") else method.alpha
+        grad = 2 * x + 2 / t - 2 / math.sqrt(t)
+        total += float(torch.sum(((x - torch.clamp(x - a * grad, -1.0, 1.0)) / a) ** 2))
+        out.append(total)
+        state = method.step([oracle], state, stream.project)
+    return out
+
+
+@pytest.mark.parametrize("name,params", [("sogd", {"alpha": 0.5, "beta": 0.5, "delta": 0.5}),
+                                         ("sogd", {"schedule": "theory", "alpha": 0.8}),
+                                         ("sobow", {"alpha": 0.5, "window_size": 1})])
+def test_workflow_regret_matches_a_direct_evaluation(name, params):
+    stream = make_online_quadratic(dim=1, sigma=0.3)  # X = [−1, 1], x_1 = 1: the projection is active early
+    method = methods.make(name, **params)
+    trace = run_online(method, stream, 6, seed=4, eval_every=1).trace
+    assert np.allclose(trace["regret"].to_numpy(), _replay_regret(method, stream, 6, 4), rtol=1e-12)
+
+
+def test_projected_gradient_and_ball():
+    stream = make_online_quadratic(dim=2, sigma=0.0, box=1.0)
+    x = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    p = torch.tensor([-3.0, 2.0], dtype=torch.float64)
+    # first coordinate is clipped at the boundary: (1 − 1)/α = 0; second is interior: p itself
+    assert torch.allclose(projected_gradient(stream, x, p, 0.5), torch.tensor([0.0, 2.0], dtype=torch.float64))
+    v = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    assert torch.allclose(ball(v, 1.0), v / 5) and torch.equal(ball(v, 10.0), v) and torch.equal(ball(v, None), v)
+
+
+@pytest.mark.parametrize("name,params", [("sogd", {"alpha": 0.1, "beta": 0.5, "delta": 0.5, "gamma": 0.5,
+                                                   "lam": 0.5, "eta": 0.5}),
+                                         ("oagd", {"alpha": 0.1, "beta": 0.5})])
+def test_hypergradient_tracking_error_goes_to_the_noise_floor(name, params):
+    """Noiseless: the tracking error ‖d^x_t − ∇F_t(x_t)‖² vanishes; with oracle noise σ it settles at O(σ²)."""
+    rounds = 400
+    quiet = run_online(methods.make(name, **params), make_online_quadratic(dim=2, sigma=0.0), rounds, seed=0).trace
+    assert quiet["hypergrad_tracking_error"].iloc[-1] < 1e-5  # OAGD: plus the truncated Neumann bias
+    assert quiet["hypergrad_tracking_error"].iloc[-1] < 1e-3 * quiet["hypergrad_tracking_error"].iloc[:50].max()
+    sigma = 0.1
+    noisy = run_online(methods.make(name, **params), make_online_quadratic(dim=2, sigma=sigma), rounds, seed=0).trace
+    tail = noisy["hypergrad_tracking_error"].iloc[-200:]
+    assert float(tail.median()) < 20 * sigma**2 * 2  # d = 2 coordinates, a few noisy terms each
+    assert float(tail.median()) > 1e-4 * sigma**2  # and not below the noise: the estimate is noisy
+
+
+def test_theory_schedule_tames_the_noise():
+    """With σ = 1, the decreasing steps of eq. (15) accumulate less regret than a constant step (T = 600)."""
+    stream = make_online_quadratic(dim=1, sigma=1.0)
+    const = run_online(methods.make("sogd", alpha=0.1, beta=0.5, delta=0.5), stream, 600, seed=1, eval_every=600)
+    theory = run_online(methods.make("sogd", schedule="theory", alpha=0.3), stream, 600, seed=1, eval_every=600)
+    assert theory.trace["regret"].iloc[-1] < 0.5 * const.trace["regret"].iloc[-1]
+
+
+def test_ogd_keeps_x_and_online_methods_count_their_oracle_calls():
+    stream = make_online_quadratic(dim=1, sigma=0.0)
+    ogd = run_online(methods.make("ogd", beta=0.5), stream, 50, seed=0, eval_every=50)
+    assert torch.equal(ogd.x, stream.x0)
+    sogd = run_online(methods.make("sogd"), stream, 10, seed=0, eval_every=10).trace.iloc[-1]
+    # round 1: 2 gradients of f/g + 1 product; later rounds twice that (the correction at the previous point)
+    assert (sogd["g_grad"], sogd["f_grad"], sogd["g_hvp"]) == (19, 19, 19)
+    oagd = run_online(methods.make("oagd", window_size=3, neumann_steps=2), stream, 10, seed=0, eval_every=10)
+    assert oagd.trace.iloc[-1]["g_grad"] > 10  # past rounds are re-evaluated
+
+
+def test_online_methods_reject_bad_parameters():
+    with pytest.raises(methods.ParameterError, match="gamma"):
+        methods.make("sogd", gamma=1.5)
+    with pytest.raises(methods.ParameterError, match="momentum_convention"):
+        methods.make("sogd", momentum_convention="heavy")
+    with pytest.raises(TypeError, match="online method"):
+        run_online(methods.make("aid"), make_online_quadratic(), 5)
+    with pytest.raises(TypeError, match="run_online"):
+        bilevel.run(methods.make("sogd"), bilevel.problems.make("quadratic", dim_inner=2, dim_outer=2), max_iters=1)
