@@ -17,7 +17,10 @@ round; ``project`` is ``Π_X``. Equations cite ``specs/sogd.md``.
   default, as in the proofs) or v_t (``"current"``). At t = 1 the directions are the plain estimates.
   ``schedule="constant"`` uses α, β, δ, γ, λ, η as given; ``"theory"`` is eq. (15):
   ``α_t = alpha·(1 + c)^{1/3}/(c + t)^{1/3}``, ``β_t = c_beta α_t``, ``δ_t = c_delta α_t`` and
-  ``γ_{t+1} = min(1, c_gamma α_t²)`` (likewise λ, η).
+  ``γ_{t+1} = min(1, c_gamma α_t²)`` (likewise λ, η). ``optimizer="adam"`` replaces the plain x- and
+  y-steps by Adam steps on ``d^x_t``, ``d^y_t`` (β1 = 0.9, β2 = 0.999, ε = 1e-8: open choice S-4, the
+  "(Adam)" variant of the experiments).
+- :class:`ZOSOGD` (Algorithm 2): the same recursion with function values only (:mod:`.zo_sogd`).
 - :class:`OGD`: single-level online gradient descent on y with x fixed (Zinkevich; §6).
 - :class:`OAGD`: every round one GD step on y per window round, then the window-averaged hypergradient
   ``Σ_i ν^i h_{t−i}(x_t, y_t) / W`` re-evaluated at the current iterate on each stored round, with a
@@ -73,7 +76,7 @@ class SOGD(OnlineMethod):
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta")
     choices: ClassVar[dict[str, tuple]] = {"momentum_convention": ("one_minus_gamma", "gamma"),
                                            "correction_v": ("previous", "current"),
-                                           "schedule": ("constant", "theory")}
+                                           "schedule": ("constant", "theory"), "optimizer": ("sgd", "adam")}
 
     alpha: float = 0.1
     beta: float = 0.1
@@ -91,6 +94,10 @@ class SOGD(OnlineMethod):
     c_lambda: float = 1.0
     c_eta: float = 1.0
     radius: float | None = None
+    optimizer: str = "sgd"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,23 +121,39 @@ class SOGD(OnlineMethod):
     def weight(self, momentum: float) -> float:
         return 1.0 - momentum if self.momentum_convention == "one_minus_gamma" else momentum
 
-    @staticmethod
-    def estimates(oracle: Oracle, x, y, v):
+    def draws(self, oracle: Oracle, state: State, x: torch.Tensor, y: torch.Tensor):
+        """The round's random draws shared by the estimate and its correction (none for first-order SOGD)."""
+        return None
+
+    def estimates(self, oracle: Oracle, x, y, v, draws=None):
         """``(∇_y g, ∇_y f + ∇²_y g v, ∇_x f + ∇²_xy g v)`` at ``(x, y)`` (2 gradients, 1 joint product)."""
         gy = oracle.grad_y("g", x, y)
         fx, fy = oracle.grad("f", x, y)
         hxy_v, hyy_v = oracle.hvp("g", x, y, dy=v)
         return gy, fy + hyy_v, fx + hxy_v
 
+    def _move(self, state: State, name: str, point: torch.Tensor, direction: torch.Tensor, lr: float) -> torch.Tensor:
+        """``point − lr · direction`` (``optimizer="sgd"``) or an Adam step on ``direction`` (S-4)."""
+        if self.optimizer == "sgd":
+            return point - lr * direction
+        m, u, k = state.aux.get(f"adam_{name}", (torch.zeros_like(point), torch.zeros_like(point), 0))
+        m = self.adam_beta1 * m + (1 - self.adam_beta1) * direction
+        u = self.adam_beta2 * u + (1 - self.adam_beta2) * direction * direction
+        k += 1
+        state.aux[f"adam_{name}"] = (m, u, k)
+        m_hat, u_hat = m / (1 - self.adam_beta1**k), u / (1 - self.adam_beta2**k)
+        return point - lr * m_hat / (u_hat.sqrt() + self.adam_eps)
+
     def step(self, oracles, state, project=lambda x: x):
         oracle = oracles[-1]
         t = state.k + 1
         p = self.steps(t)
         x, y, v = state.x, state.y, state.aux["v"]
-        dy, dv, dx = self.estimates(oracle, x, y, v)
-        if "previous" in state.aux:  # STORM correction: round t's function at the previous iterate
+        draws = self.draws(oracle, state, x, y)
+        dy, dv, dx = self.estimates(oracle, x, y, v, draws)
+        if "previous" in state.aux:  # STORM correction: round t's function (and draws) at the previous iterate
             xp, yp, vp = state.aux["previous"]
-            cy, cv, cx = self.estimates(oracle, xp, yp, vp if self.correction_v == "previous" else v)
+            cy, cv, cx = self.estimates(oracle, xp, yp, vp if self.correction_v == "previous" else v, draws)
             py, pv, px = state.aux["directions"]
             dy = dy + self.weight(p["gamma"]) * (py - cy)
             dv = dv + self.weight(p["lam"]) * (pv - cv)
@@ -138,9 +161,9 @@ class SOGD(OnlineMethod):
         state.aux["previous"] = (x, y, v)
         state.aux["directions"] = (dy, dv, dx)
         state.hypergradient = (x, dx)
-        state.y = y - p["beta"] * dy
+        state.y = self._move(state, "y", y, dy, p["beta"])
         state.aux["v"] = ball(v - p["delta"] * dv, self.radius)
-        state.x = project(x - p["alpha"] * dx)
+        state.x = project(self._move(state, "x", x, dx, p["alpha"]))
         state.diagnostics["alpha"] = p["alpha"]
         state.k = t
         return state
