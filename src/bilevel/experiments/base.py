@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..plotting.panels import Panel
 from ..results import COUNT_COLUMNS
 
 GROUP_COLUMNS = ["experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "step", "metric"]
@@ -112,6 +113,28 @@ def run_note(exp_cfg: dict, extra: str = "", our_choice: bool = True) -> str:
     n = len(exp_cfg["seeds"])
     return (f"{prob['name']}({params}); {n} seed{'s' if n != 1 else ''} (median, band = min-max)"
             + ("; our choice" if our_choice else "") + extra)
+
+
+def phases(exp_cfg: dict, default: str = "optimization") -> list[str]:
+    """The phases of an experiment's jobs: its case names, or the single default phase."""
+    return list(exp_cfg.get("cases") or {default: {}})
+
+
+def case_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, bool]],
+                title: Callable[[pd.DataFrame, str, dict], str], x: str = "time", xlabel: str = "time [s]",
+                logx: bool = False, default: str = "optimization") -> list[list[Panel]]:
+    """A grid of panels: one column per case, one row per ``(metric, y-label, log-y)`` of ``rows``, each
+    against ``x``; ``title(agg, phase, overrides)`` names a case. A single case is drawn as one row."""
+    names = phases(exp_cfg, default)
+    cases = exp_cfg.get("cases") or {default: {}}
+
+    def panel(i: int, phase: str, metric: str, ylabel: str, logy: bool) -> Panel:
+        return Panel(phase, metric, x, f"({chr(ord('a') + i)}) {title(agg, phase, cases[phase])}", xlabel, ylabel,
+                     logx=logx, logy=logy)
+
+    if len(names) == 1:
+        return [[panel(i, names[0], *row) for i, row in enumerate(rows)]]
+    return [[panel(r * len(names) + c, phase, *row) for c, phase in enumerate(names)] for r, row in enumerate(rows)]
 
 
 def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:

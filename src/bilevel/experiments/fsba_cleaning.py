@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import methods as method_registry
-from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label, methods_of, run_note
+from .base import Claim, Experiment, Verdict, case_panels, curve, dataset_label, methods_of, phases, run_note
 from .config import method_spec
 from .jobs import case_runs
 from .minimax_cubic import FIGURE1
@@ -35,10 +34,6 @@ BASELINES = ("itd", "aid", "f2ba")
 CLEANING_METRICS = ("hyperobjective", "upper_objective", "test_accuracy", "test_loss", "corrupted_downweighted",
                     "clean_downweighted", "corrupted_in_lowest", "unweighted_test_accuracy")
 
-
-
-def phases(exp_cfg: dict) -> list[str]:
-    return list(exp_cfg.get("cases") or {"optimization": {}})
 
 
 def _param(exp_cfg: dict, label: str, name: str):
@@ -134,33 +129,17 @@ def _finds_noisy_labels(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     return Verdict(holds, "corrupted share of the k lowest weights: " + "; ".join(parts))
 
 
-def _grid_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, bool]]) -> list[list[Panel]]:
-    """One column per case, one row per (metric, y-label, log-y); a single case is drawn as one row."""
-    if len(phases(exp_cfg)) == 1:
-        phase = phases(exp_cfg)[0]
-        label = dataset_label(agg[agg["phase"] == phase]) or phase
-        return [[Panel(phase, metric, "time", f"({chr(ord('a') + i)}) {label}", "time [s]", ylabel, logx=False,
-                       logy=logy) for i, (metric, ylabel, logy) in enumerate(rows)]]
-    grid = []
-    for r, (metric, ylabel, logy) in enumerate(rows):
-        line = []
-        for c, phase in enumerate(phases(exp_cfg)):
-            label = dataset_label(agg[agg["phase"] == phase]) or phase
-            params = exp_cfg.get("cases", {}).get(phase, {})
-            noise = f", p = {params['noise']:g}" if "noise" in params else ""
-            letter = chr(ord("a") + r * len(phases(exp_cfg)) + c)
-            line.append(Panel(phase, metric, "time", f"({letter}) {label}{noise}", "time [s]", ylabel,
-                              logx=False, logy=logy))
-        grid.append(line)
-    return grid
-
+def _case_title(agg: pd.DataFrame, phase: str, overrides: dict) -> str:
+    """Panel title of a case: its dataset label and noise rate."""
+    label = dataset_label(agg[agg["phase"] == phase]) or phase
+    return label + (f", p = {overrides['noise']:g}" if "noise" in overrides else "")
 
 
 def _plot(title: str, rows: list[tuple[str, str, bool]], extra: str = ""):
     def plot(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
         from ..plotting.curves import metric_panels, save_figure
 
-        fig = metric_panels(agg, _grid_panels(exp_cfg, agg, rows), title, methods=list(exp_cfg["methods"]),
+        fig = metric_panels(agg, case_panels(exp_cfg, agg, rows, _case_title), title, methods=list(exp_cfg["methods"]),
                             note=run_note(exp_cfg, extra))
         save_figure(fig, outputs)
     return plot

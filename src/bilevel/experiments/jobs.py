@@ -111,3 +111,21 @@ def case_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str =
     cases = exp_cfg.get("cases") or {"optimization": {}}
     return pd.concat([optimization_run(exp_name, exp_cfg, label, seed, device, progress=progress, phase=case,
                                        overrides=overrides) for case, overrides in cases.items()], ignore_index=True)
+
+
+def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
+                progress=False) -> pd.DataFrame:
+    """One :func:`bilevel.online.run_online` per case (or one ``online`` phase) for ``online.rounds``
+    rounds of the experiment's stream; the seed draws the oracle noise and the method's randomness."""
+    from ..online import run_online
+
+    section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
+    mname, params = method_spec(exp_cfg, label, "online")
+    method = method_registry.make(mname, **params)
+    frames = []
+    for case, overrides in (exp_cfg.get("cases") or {"online": {}}).items():
+        stream = build_problem(exp_cfg, seed, device, overrides)
+        result = run_online(method, stream, int(section["rounds"]), seed=seed,
+                            eval_every=int(section.get("eval_every", 1)), progress=progress)
+        frames.append(tidy(result.trace, **_labels(exp_name, case, stream, label, mname, method.params(), seed)))
+    return pd.concat(frames, ignore_index=True)

@@ -54,6 +54,17 @@ class ZOSOGD(SOGD):
 
             raise ParameterError(f"{self.name}: parameters b_f and b_g must be >= 1, got {self.b_f}, {self.b_g}")
 
+    def steps(self, t: int) -> dict[str, float]:
+        """As SOGD, except that the theory schedule (eq. 26) sets ``γ_{t+1} = min(1, c_gamma α_t)`` (likewise
+        λ, η): linear in α_t here, squared for first-order SOGD. The (d1+d2)^{-3/4} factor of α_t is left to
+        ``alpha``."""
+        out = super().steps(t)
+        if self.schedule == "theory":
+            prev = self.alpha * ((1 + self.c) / (self.c + max(t - 1, 1))) ** (1 / 3)
+            out.update(gamma=min(1.0, self.c_gamma * prev), lam=min(1.0, self.c_lambda * prev),
+                       eta=min(1.0, self.c_eta * prev))
+        return out
+
     def _step(self, rho: float, dim: int) -> float:
         return rho / math.sqrt(dim) if self.direction_law == "sphere" else rho
 

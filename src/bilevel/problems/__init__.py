@@ -14,7 +14,7 @@ from .quadratic import make_quadratic
 from .regularization import make_feature_regularization
 from .saddle import make_strict_saddle
 
-_REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
+_REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem | BilevelStream]] = {
     "quadratic": make_quadratic,
     "l2_logistic": make_l2_logistic,
     "strict_saddle": make_strict_saddle,
@@ -22,6 +22,7 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem]] = {
     "blackbox_attack": make_blackbox_attack,
     "data_cleaning": make_data_cleaning,
     "feature_regularization": make_feature_regularization,
+    "online_quadratic": make_online_quadratic,  # a stream of problems (bilevel.online.run_online)
 }
 
 
