@@ -28,7 +28,8 @@ for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hyperg
   .test/figures/tables/zoba_attack.summary.tex .test/figures/notebooks/zoba.ipynb .test/results/models/zoba_attack.json \
   .test/figures/fsba_fig2_cleaning.png .test/figures/fsba_fig3_regularization.png \
   .test/figures/fsba_fig5_hypercleaning.png .test/figures/fsba_fig6b_period.png .test/figures/fsba_fig7_penalty.png \
-  .test/figures/fsba_fig8_cubic.png .test/figures/tables/fsba_fig2_cleaning.summary.md; do
+  .test/figures/fsba_fig8_cubic.png .test/figures/tables/fsba_fig2_cleaning.summary.md \
+  .test/figures/sogd_regret.png .test/figures/tables/sogd_comparison.md .test/figures/notebooks/sogd.ipynb; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \

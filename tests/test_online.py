@@ -164,3 +164,28 @@ def test_adam_variant_runs_and_differs():
     adam = run_online(methods.make("sogd", optimizer="adam", alpha=0.01, beta=0.01), stream, 50, seed=2, eval_every=50)
     assert adam.status == plain.status == "completed"
     assert not torch.allclose(adam.x, plain.x)
+
+
+def test_online_experiment_jobs_aggregate_and_claims():
+    """The workflow's online job kind: one phase per case, tidy rows, claims evaluated on the aggregate."""
+    import pandas as pd
+
+    from bilevel.experiments import aggregate, check_config
+    from bilevel.experiments import get as get_experiment
+    from bilevel.experiments.sogd import regret_exponent
+
+    cfg = {"problem": {"name": "online_quadratic", "params": {"dim": 1}},
+           "cases": {"sigma0": {"sigma": 0.0}, "sigma1": {"sigma": 1.0}}, "seeds": [1],
+           "methods": {"sogd": {"method": "sogd", "params": {"schedule": "theory", "alpha": 0.3}},
+                       "oagd": {"method": "oagd", "params": {"window_size": 2, "neumann_steps": 2}},
+                       "sobow": {"method": "sobow", "params": {"cg_steps": 2}}},
+           "online": {"rounds": 200, "eval_every": 20}}
+    check_config({"experiments": {"sogd_regret": cfg}})
+    experiment = get_experiment("sogd_regret")
+    rows = pd.concat([experiment.run_job(cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
+    assert set(rows["phase"]) == {"sigma0", "sigma1"}
+    assert {"regret", "average_regret", "hypergrad_tracking_error"} <= set(rows["metric"])
+    agg = aggregate(rows)
+    assert regret_exponent(agg, "sogd", "sigma1") < 1.0
+    verdicts = {claim.id: claim.check(agg, cfg) for claim in experiment.claims}
+    assert all(v.holds is not None for v in verdicts.values()), verdicts
