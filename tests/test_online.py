@@ -189,3 +189,25 @@ def test_online_experiment_jobs_aggregate_and_claims():
     assert regret_exponent(agg, "sogd", "sigma1") < 1.0
     verdicts = {claim.id: claim.check(agg, cfg) for claim in experiment.claims}
     assert all(v.holds is not None for v in verdicts.values()), verdicts
+
+
+@pytest.mark.parametrize("name,params", [("zo-gd", {"lr": 0.2}), ("zo-adam", {"lr": 0.05}), ("zo-signsgd", {"lr": 0.01}),
+                                         ("zo-conservsgd", {"lr": 0.2})])
+def test_single_level_zeroth_order_baselines_solve_the_inner_problem_with_x_fixed(name, params):
+    """On a stationary stream (no drift: p1 = p2 = 0) the attackers drive y to y*(x0) from values only,
+    never moving x; ZO-ConservSGD never increases the measured loss."""
+    stream = make_online_quadratic(dim=3, sigma=0.0, p1=0.0, p2=0.0, box=None, x0_value=2.0)  # y* = 1
+    method = methods.make(name, n_directions=4, **params)
+    result = run_online(method, stream, 300, seed=0, eval_every=1)
+    trace = result.trace
+    assert torch.equal(result.x, stream.x0)
+    assert trace["inner_distance"].iloc[-1] < 0.01 * trace["inner_distance"].iloc[0]
+    assert trace.iloc[-1]["g_grad"] == trace.iloc[-1]["g_hvp"] == 0 and trace.iloc[-1]["g_value"] > 0
+    if name == "zo-conservsgd":
+        g = Oracle(stream.round(1, torch.Generator())).problem.g
+        state = method.init(None, stream.x0, stream.y0, 0)
+        values = []
+        for t in range(1, 40):
+            state = method.step([Oracle(stream.round(t, torch.Generator()))], state)
+            values.append(float(g(stream.x0, state.y)))
+        assert all(b <= a + 1e-12 for a, b in zip(values, values[1:], strict=False))

@@ -14,12 +14,13 @@ from .online import OAGD, OGD, SOBOW, SOGD, OnlineMethod
 from .pzobo import PZOBO
 from .soba import SOBA
 from .zmdsba import ZMDSBA
+from .zo_single_level import ZOGD, ZOAdam, ZOConservSGD, ZOSignSGD
 from .zo_sogd import ZOSOGD
 from .zoba import HFZOBA, ZOBA
 
 _REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (ITD, AID, F2BA, FSBA, IFSBA, LFSBA, GDA, MCN, LMCN,
                                                          ZOBA, HFZOBA, PZOBO, SOBA, ZMDSBA, SOGD, OGD, OAGD,
-                                                         SOBOW, ZOSOGD)}
+                                                         SOBOW, ZOSOGD, ZOGD, ZOAdam, ZOSignSGD, ZOConservSGD)}
 
 
 def available() -> list[str]:
