@@ -110,6 +110,7 @@ def test_ogd_keeps_x_and_online_methods_count_their_oracle_calls():
     sogd = run_online(methods.make("sogd"), stream, 10, seed=0, eval_every=10).trace.iloc[-1]
     # round 1: 2 gradients of f/g + 1 product; later rounds twice that (the correction at the previous point)
     assert (sogd["g_grad"], sogd["f_grad"], sogd["g_hvp"]) == (19, 19, 19)
+    assert run_online(methods.make("sogd"), stream, 10, seed=0, eval_every=3).counts["g_hvp"] == 19
     oagd = run_online(methods.make("oagd", window_size=3, neumann_steps=2), stream, 10, seed=0, eval_every=10)
     assert oagd.trace.iloc[-1]["g_grad"] > 10  # past rounds are re-evaluated
 

@@ -86,4 +86,5 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
             break
     trace = pd.DataFrame(rows)
     trace.insert(0, "status", status)
-    return RunResult(x=state.x, y=state.y, trace=trace, status=status, counts=rows[-1] if rows else {}, state=state)
+    totals = {k: retired[k] + sum(o.counts[k] for o in window) for k in COUNT_KEYS}
+    return RunResult(x=state.x, y=state.y, trace=trace, status=status, counts=totals, state=state)
