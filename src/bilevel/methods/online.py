@@ -38,6 +38,7 @@ from typing import ClassVar
 import torch
 
 from ..components.hypergradients import implicit_hypergradient
+from ..components.window import window_average
 from ..oracle import Oracle
 from .base import Method, ParameterError, State
 
@@ -46,15 +47,14 @@ from .base import Method, ParameterError, State
 class OnlineMethod(Method):
     """Base of the online methods: ``step(oracles, state, project)`` once per round."""
 
-    window: ClassVar[int] = 1  # rounds whose oracles the method needs (OAGD: its window)
-
     def init(self, oracle, x0, y0, seed) -> State:  # the oracle is unused: the first round comes with step()
         state = super().init(oracle, x0, y0, seed)
         state.aux["v"] = torch.zeros_like(y0)
         return state
 
     def rounds_needed(self) -> int:
-        return self.window
+        """Rounds whose oracles the method needs (OAGD: its window)."""
+        return 1
 
     def step(self, oracles: list[Oracle], state: State, project=lambda x: x) -> State:  # pragma: no cover
         raise NotImplementedError
@@ -184,13 +184,6 @@ class OGD(OnlineMethod):
         return state
 
 
-def _window_weights(n: int, decay: float) -> list[float]:
-    """``ν^i / W`` for i = 0 (newest) … n − 1, ``W = Σ ν^i``."""
-    raw = [decay**i for i in range(n)]
-    total = sum(raw)
-    return [r / total for r in raw]
-
-
 @dataclass(frozen=True)
 class OAGD(OnlineMethod):
     """Online alternating time-averaged gradient with a Neumann-series hypergradient."""
@@ -216,7 +209,7 @@ class OAGD(OnlineMethod):
             y = y - self.beta * oracle.grad_y("g", state.x, y)
         estimates = [implicit_hypergradient(o, state.x, y, "neumann", self.neumann_steps, solver_lr=self.neumann_lr)[0]
                      for o in reversed(recent)]  # newest first
-        h = sum(w * e for w, e in zip(_window_weights(len(estimates), self.decay), estimates, strict=True))
+        h = window_average(estimates, self.decay)
         state.hypergradient = (state.x, estimates[0])
         state.x, state.y = project(state.x - self.alpha * h), y
         state.k += 1
@@ -244,7 +237,7 @@ class SOBOW(OnlineMethod):
         state.aux["v_cg"] = v
         past = state.aux.setdefault("past", deque(maxlen=max(1, self.window_size)))
         past.appendleft(h)
-        avg = sum(w * e for w, e in zip(_window_weights(len(past), self.decay), past, strict=True))
+        avg = window_average(list(past), self.decay)
         state.hypergradient = (state.x, h)
         state.x, state.y = project(state.x - self.alpha * avg), y
         state.k += 1
