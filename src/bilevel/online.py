@@ -5,8 +5,10 @@ gradient ``P_{X,α}(x; p) = (x − Π_X[x − α p]) / α`` (= ‖∇F_t(x_t)‖
 draws the round's problem (its noise from the run's data generator, seeded ``seed + 1``), the regret
 term is evaluated at the decision ``x_t`` played in that round (before the method sees round t's data;
 uncounted, untimed), then the method's step is timed. Rows every ``eval_every`` rounds and at the last
-one carry the cumulative regret, its average, the round's term, the method's hypergradient tracking
-error ``‖d^x_t − ∇F_t(x_t)‖²`` and the oracle counts of all rounds so far.
+one carry the cumulative method time (also as the metric ``cumulative_time``), the cumulative regret, its average, the round's term, the method's hypergradient tracking
+error ``‖d^x_t − ∇F_t(x_t)‖²``, the stream's own metrics (``stream.metrics``, at the iterate after round
+t's step: e.g. the accuracy under attack of the current perturbation) and the oracle counts of all rounds
+so far.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
         finite = bool(torch.isfinite(state.x).all() and torch.isfinite(state.y).all())
         if t % eval_every == 0 or t == rounds or not finite:
             counts = {k: retired[k] + sum(o.counts[k] for o in window) for k in COUNT_KEYS}
-            row = {"step": t, "time": elapsed, **counts, "oracle_calls": sum(counts.values()),
+            row = {"step": t, "time": elapsed, "cumulative_time": elapsed, **counts, "oracle_calls": sum(counts.values()),
                    "function_evals": counts["f_value"] + counts["g_value"], "regret": regret,
                    "average_regret": regret / t, "regret_term": term}
             if exact is not None and state.hypergradient is not None:
                 row["hypergrad_tracking_error"] = float(torch.sum((state.hypergradient[1] - exact) ** 2))
             if callable(stream.info.get("y_star")):
                 row["inner_distance"] = float(torch.sum((state.y - stream.info["y_star"](t, state.x)) ** 2))
+            with torch.no_grad():
+                row.update({name: float(fn(t, state.x, state.y)) for name, fn in stream.metrics.items()})
             rows.append(row)
             if progress:
                 print(f"[{method.name}] round {t} time {elapsed:.2f}s regret {regret:.4g}", flush=True)

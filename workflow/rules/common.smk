@@ -49,7 +49,9 @@ def experiment_models(experiment):
     """The trained-classifier record an attack experiment's jobs need."""
     problem = config["experiments"][experiment]["problem"]["name"]
     return (
-        [f"{RESULTS}/models/{experiment}.json"] if problem == "blackbox_attack" else []
+        [f"{RESULTS}/models/{experiment}.json"]
+        if problem in ("blackbox_attack", "online_attack")
+        else []
     )
 
 

@@ -62,6 +62,8 @@ rule summary:
         f"{LOGS}/tables/{{experiment}}.summary.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],
     script:
         "../scripts/summary.py"
 

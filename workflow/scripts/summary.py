@@ -6,4 +6,4 @@ with setup(snakemake):  # noqa: F821
     from bilevel.experiments.pipeline import write_summary
 
     write_summary(snakemake.wildcards.experiment, list(snakemake.input), snakemake.output.md,  # noqa: F821
-                  snakemake.output.tex)  # noqa: F821
+                  snakemake.output.tex, snakemake.params.section)  # noqa: F821

@@ -14,13 +14,17 @@ from .hypergradient_estimators import LOGISTIC, QUADRATIC
 from .minimax_cubic import FIGURE1 as FSBA_FIGURE1
 from .minimax_cubic import FIGURE6A as FSBA_FIGURE6A
 from .sogd import REGRET as SOGD_REGRET
+from .sogd_online import ATTACK as SOGD_ATTACK
+from .sogd_online import LOSS_TUNING as SOGD_LOSS_TUNING
+from .sogd_online import SWEEPS as SOGD_SWEEPS
 from .zoba import ATTACK as ZOBA_ATTACK
 from .zoba import DIMENSIONS as ZOBA_DIMENSIONS
 from .zoba import QUADRATIC as ZOBA_QUADRATIC
 
 _REGISTRY: dict[str, Experiment] = {e.name: e for e in (
     QUADRATIC, LOGISTIC, FSBA_FIGURE1, FSBA_FIGURE2, FSBA_FIGURE3, FSBA_FIGURE5, FSBA_FIGURE6A, FSBA_FIGURE6B,
-    FSBA_FIGURE7, FSBA_FIGURE8, ZOBA_QUADRATIC, ZOBA_DIMENSIONS, ZOBA_ATTACK, SOGD_REGRET)}
+    FSBA_FIGURE7, FSBA_FIGURE8, ZOBA_QUADRATIC, ZOBA_DIMENSIONS, ZOBA_ATTACK, SOGD_REGRET, SOGD_ATTACK,
+    SOGD_LOSS_TUNING, SOGD_SWEEPS)}
 
 
 def available() -> list[str]:

@@ -60,6 +60,8 @@ class Experiment:
     summary_metrics: tuple[str, ...] = ("hypergrad_norm2", "hypergrad_rel_error", "value_gap")
     #: configuration keys this experiment needs besides problem, seeds and methods
     requires: tuple[str, ...] = ()
+    #: ``tables(rows, experiment_config) -> [table data]`` replaces the summary table (e.g. sweep grids)
+    tables: Callable[[pd.DataFrame, dict], list[dict]] | None = None
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

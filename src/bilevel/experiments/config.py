@@ -85,6 +85,15 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
             except (ValueError, TypeError) as err:
                 where = "params" if phase is None else f"{phase}.params / {label}.{phase}_params"
                 raise ConfigError(f"{_key('experiments', name, 'methods', label, where)}: {err}") from None
+        if "grid" in entry:
+            from .jobs import grid_cells
+
+            mname, params = method_spec(exp_cfg, label)
+            for cell, overrides in grid_cells(entry["grid"]):
+                try:
+                    method_registry.make(mname, **{**params, **overrides})
+                except (ValueError, TypeError) as err:
+                    raise ConfigError(f"{_key('experiments', name, 'methods', label, 'grid')} cell {cell!r}: {err}") from None
     budgets = [((phase,), exp_cfg.get(phase, {})) for phase in phases] + \
         [(("methods", label, "budget"), entry.get("budget", {})) for label, entry in exp_cfg["methods"].items()]
     for where, section in budgets:

@@ -129,3 +129,33 @@ def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str
                             eval_every=int(section.get("eval_every", 1)), progress=progress)
         frames.append(tidy(result.trace, **_labels(exp_name, case, stream, label, mname, method.params(), seed)))
     return pd.concat(frames, ignore_index=True)
+
+
+def grid_cells(grid: dict) -> list[tuple[str, dict]]:
+    """The cells of a two-factor sweep ``{"rows": axis, "columns": axis}`` (an axis is ``{"params": [...],
+    "values": [...]}``; every parameter of an axis takes the axis value): ``(name, parameter overrides)``
+    in row-major order, named e.g. ``"beta=0.1, alpha=0.001"`` or ``"gamma=0.99, lam=eta=0.9"``."""
+    def part(axis, value):
+        return "=".join(axis["params"]) + f"={value:g}"
+
+    rows, cols = grid["rows"], grid["columns"]
+    return [(f"{part(rows, rv)}, {part(cols, cv)}", {**dict.fromkeys(rows["params"], rv), **dict.fromkeys(cols["params"], cv)})
+            for rv in rows["values"] for cv in cols["values"]]
+
+
+def grid_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
+              progress=False) -> pd.DataFrame:
+    """One online run per cell of the method's ``grid`` (its parameters over the method's own ones), each
+    labelled with the cell's name as the phase (the appendix sweeps of the SOGD paper)."""
+    from ..online import run_online
+
+    section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
+    mname, base = method_spec(exp_cfg, label, "online")
+    stream = build_problem(exp_cfg, seed, device)
+    frames = []
+    for cell, overrides in grid_cells(exp_cfg["methods"][label]["grid"]):
+        method = method_registry.make(mname, **{**base, **overrides})
+        result = run_online(method, stream, int(section["rounds"]), seed=seed,
+                            eval_every=int(section.get("eval_every", 1)), progress=progress)
+        frames.append(tidy(result.trace, **_labels(exp_name, cell, stream, label, mname, method.params(), seed)))
+    return pd.concat(frames, ignore_index=True)

@@ -209,24 +209,31 @@ def _cell(value, digits: int = 3) -> str:
     return "" if isinstance(value, float) and pd.isna(value) else str(value)
 
 
-def summary_data(experiment: str, inputs: list[str | Path]) -> dict:
-    """The summary table of an experiment's per-seed results (:func:`~.base.summary_table`) as table data."""
+def summary_data(experiment: str, inputs: list[str | Path], exp_cfg: dict | None = None) -> list[dict]:
+    """The summary tables of an experiment's per-seed results as table data: the experiment's own
+    ``tables`` (e.g. sweep grids; they need ``exp_cfg``) or the final values per method
+    (:func:`~.base.summary_table`)."""
     exp = get_experiment(experiment)
     rows = read_results(inputs)
+    if exp.tables is not None:
+        if exp_cfg is None:
+            raise ValueError(f"summary of {experiment}: its tables need the experiment's configuration")
+        return exp.tables(rows, exp_cfg)
     table = summary_table(rows, exp.summary_metrics)
     label = dataset_label(rows)
     cols = [c for c in table.columns]
-    return {"title": f"{exp.title}: final values per method",
-            "caption": f"Mean ± std over seeds of the last evaluation of each run (time = timed method work); "
-                       f"experiment `{experiment}`" + (f"; data: {label}" if label else "") + ".",
-            "columns": cols, "rows": [[_cell(r[c]) for c in cols] for _, r in table.iterrows()]}
+    return [{"title": f"{exp.title}: final values per method",
+             "caption": f"Mean ± std over seeds of the last evaluation of each run (time = timed method work); "
+                        f"experiment `{experiment}`" + (f"; data: {label}" if label else "") + ".",
+             "columns": cols, "rows": [[_cell(r[c]) for c in cols] for _, r in table.iterrows()]}]
 
 
-def write_summary(experiment: str, inputs: list[str | Path], md_out: str | Path, tex_out: str | Path) -> None:
-    """Write an experiment's summary table as Markdown and LaTeX, atomically."""
+def write_summary(experiment: str, inputs: list[str | Path], md_out: str | Path, tex_out: str | Path,
+                  exp_cfg: dict | None = None) -> None:
+    """Write an experiment's summary tables as Markdown and LaTeX (one after the other), atomically."""
     from . import tables
 
-    data_ = summary_data(experiment, inputs)
+    data_ = summary_data(experiment, inputs, exp_cfg)
     for fmt, out in (("md", md_out), ("tex", tex_out)):
         with atomic_path(out) as tmp:
-            tmp.write_text(tables.render_data(data_, fmt))
+            tmp.write_text("\n".join(tables.render_data(d, fmt) for d in data_))

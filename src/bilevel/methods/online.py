@@ -25,7 +25,8 @@ round; ``project`` is ``Π_X``. Equations cite ``specs/sogd.md``.
 - :class:`OAGD`: every round one GD step on y per window round, then the window-averaged hypergradient
   ``Σ_i ν^i h_{t−i}(x_t, y_t) / W`` re-evaluated at the current iterate on each stored round, with a
   ``neumann_steps``-term Neumann series (step ``neumann_lr``) for the linear system (§6, §7.2).
-- :class:`SOBOW`: one GD step on y, ``cg_steps`` CG iterations warm-started from the previous v, and
+- :class:`SOBOW`: one GD step on y, ``cg_steps`` CG iterations warm-started from the previous v
+  (``warm_start=False``: from v = 0, every round; S-7 leaves the choice open), and
   the window average of the stored estimates ``Σ_i ν^i h_{t−i}(x_{t−i}, y_{t−i}) / W`` (§6, S-7).
 """
 
@@ -229,11 +230,13 @@ class SOBOW(OnlineMethod):
     window_size: int = 5
     decay: float = 0.9
     cg_steps: int = 5
+    warm_start: bool = True
 
     def step(self, oracles, state, project=lambda x: x):
         oracle = oracles[-1]
         y = state.y - self.beta * oracle.grad_y("g", state.x, state.y)
-        h, v, _ = implicit_hypergradient(oracle, state.x, y, "cg", self.cg_steps, v0=state.aux.get("v_cg"))
+        v0 = state.aux.get("v_cg") if self.warm_start else None
+        h, v, _ = implicit_hypergradient(oracle, state.x, y, "cg", self.cg_steps, v0=v0)
         state.aux["v_cg"] = v
         past = state.aux.setdefault("past", deque(maxlen=max(1, self.window_size)))
         past.appendleft(h)

@@ -10,6 +10,8 @@ from .cleaning import make_data_cleaning
 from .logistic import make_l2_logistic
 from .minimax_w import make_minimax_w
 from .online import BilevelStream, make_online_quadratic
+from .loss_tuning import make_online_loss_tuning
+from .online_attack import make_online_attack
 from .quadratic import make_quadratic
 from .regularization import make_feature_regularization
 from .saddle import make_strict_saddle
@@ -22,7 +24,9 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem | BilevelStre
     "blackbox_attack": make_blackbox_attack,
     "data_cleaning": make_data_cleaning,
     "feature_regularization": make_feature_regularization,
-    "online_quadratic": make_online_quadratic,  # a stream of problems (bilevel.online.run_online)
+    "online_quadratic": make_online_quadratic,  # streams of problems (bilevel.online.run_online)
+    "online_attack": make_online_attack,
+    "online_loss_tuning": make_online_loss_tuning,
 }
 
 

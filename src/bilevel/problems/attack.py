@@ -20,6 +20,9 @@ the perturbed pixels (the norms are reported instead).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from .base import BilevelProblem
@@ -32,18 +35,35 @@ def margin_loss(scores: torch.Tensor, labels: torch.Tensor, kappa: float) -> tor
     return torch.clamp(true - others.max(-1).values, min=-kappa)
 
 
-def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
-                         n_test: int = 500, kappa: float = 0.0, x0_value: float = 0.0,
-                         classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
-                         device: str | torch.device = "cpu") -> BilevelProblem:
-    """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier."""
+@dataclass
+class AttackSetup:
+    """What an attack on a trained classifier needs: the class scores ``scores(a)`` (float ``dtype``), the
+    images (N, 784) and labels, ``pool`` = indices of the held-out images the classifier gets right (the
+    only ones attacked), the upsampling ``P(y)`` of an ``r × r`` perturbation, the dataset and the
+    classifier's provenance record."""
+
+    scores: Callable[[torch.Tensor], torch.Tensor]
+    images: torch.Tensor
+    labels: torch.Tensor
+    pool: torch.Tensor
+    resolution: int
+    upsample: Callable[[torch.Tensor], torch.Tensor]
+    dataset: object
+    record: dict
+
+    @property
+    def dim(self) -> int:
+        return self.resolution**2
+
+
+def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: torch.dtype,
+                 device: str | torch.device, what: str = "blackbox_attack") -> AttackSetup:
+    """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on."""
     from .. import classifiers  # deferred: classifiers -> results -> oracle -> problems
 
     side = 28
     if side % int(resolution):
-        raise ValueError(f"blackbox_attack: resolution must divide 28, got {resolution}")
-    if min(n_train, n_val, n_test) < 1 or kappa < 0:
-        raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
+        raise ValueError(f"{what}: resolution must divide 28, got {resolution}")
     trained = classifiers.classifier_for(dataset, classifier)
     mlp = classifiers.mlp  # bound once: the class scores are on every query's hot path
     params = {k: v.to(dtype=dtype, device=device) for k, v in trained["params"].items()}
@@ -51,23 +71,37 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
     pool = order[trained["spec"].rows:]
     with torch.no_grad():
         correct = mlp(trained["params"], images[pool].double()).argmax(1) == labels[pool]
-    pool = pool[correct]
-    need = n_train + n_val + n_test
-    if len(pool) < need:
-        raise ValueError(f"blackbox_attack: {len(pool)} correctly classified held-out images of "
-                         f"{trained['dataset'].label}, need n_train + n_val + n_test = {need}")
-    chosen = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:need]]
-    parts = dict(zip(("train", "val", "test"), torch.split(chosen, [n_train, n_val, n_test]), strict=True))
-    A = {k: images[idx].to(dtype=dtype, device=device) for k, idx in parts.items()}
-    B = {k: labels[idx].to(device=device) for k, idx in parts.items()}
     r, factor = int(resolution), side // int(resolution)
 
     def upsample(y: torch.Tensor) -> torch.Tensor:
         return y.reshape(r, 1, r, 1).expand(r, factor, r, factor).reshape(side * side)
 
+    return AttackSetup(scores=lambda a: mlp(params, a), images=images.to(dtype=dtype, device=device),
+                       labels=labels.to(device=device), pool=pool[correct], resolution=r, upsample=upsample,
+                       dataset=trained["dataset"], record=trained["record"])
+
+
+def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
+                         n_test: int = 500, kappa: float = 0.0, x0_value: float = 0.0,
+                         classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
+                         device: str | torch.device = "cpu") -> BilevelProblem:
+    """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier."""
+    if min(n_train, n_val, n_test) < 1 or kappa < 0:
+        raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
+    setup = attack_setup(dataset, resolution, classifier, dtype, device)
+    pool, need = setup.pool, n_train + n_val + n_test
+    if len(pool) < need:
+        raise ValueError(f"blackbox_attack: {len(pool)} correctly classified held-out images of "
+                         f"{setup.dataset.label}, need n_train + n_val + n_test = {need}")
+    chosen = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(int(seed)))[:need]]
+    parts = dict(zip(("train", "val", "test"), torch.split(chosen, [n_train, n_val, n_test]), strict=True))
+    A = {k: setup.images[idx] for k, idx in parts.items()}
+    B = {k: setup.labels[idx] for k, idx in parts.items()}
+    upsample, scores = setup.upsample, setup.scores
+
     def attack_loss(part: str, y: torch.Tensor, batch) -> torch.Tensor:
         a, b = (A[part], B[part]) if batch is None else (A[part][batch], B[part][batch])
-        return margin_loss(mlp(params, a + upsample(y)), b, kappa).mean()
+        return margin_loss(scores(a + upsample(y)), b, kappa).mean()
 
     def g(x, y, batch=None):
         return attack_loss("train", y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
@@ -76,16 +110,16 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
         return attack_loss("val", y, batch)
 
     def accuracy(problem, x, y):
-        return float((mlp(params, A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
+        return float((scores(A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
 
-    ds = trained["dataset"]
-    dim = r * r
+    ds = setup.dataset
     return BilevelProblem(
-        f=f, g=g, x0=torch.full((dim,), float(x0_value), dtype=dtype, device=device),
-        y0=torch.zeros(dim, dtype=dtype, device=device), n_samples={"f": n_val, "g": n_train},
+        f=f, g=g, x0=torch.full((setup.dim,), float(x0_value), dtype=dtype, device=device),
+        y0=torch.zeros(setup.dim, dtype=dtype, device=device), n_samples={"f": n_val, "g": n_train},
         name=f"blackbox_attack[{ds.label}]",
         info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
-              "resolution": r, "rows": {k: len(v) for k, v in parts.items()}, "classifier": trained["record"],
+              "resolution": setup.resolution, "rows": {k: len(v) for k, v in parts.items()},
+              "classifier": setup.record,
               "metrics": {
                   "accuracy_under_attack": accuracy,
                   "attack_loss_test": lambda p, x, y: float(attack_loss("test", y, None)),

@@ -35,7 +35,8 @@ from .base import BilevelProblem
 class BilevelStream:
     """A stream of bilevel problems. ``round(t, generator)`` returns round t's problem (fresh samples
     drawn from ``generator``); ``hypergradient(t, x)`` is the exact ``∇F_t(x)`` when known (else None);
-    ``x_box`` the feasible box ``X = [lo, hi]^d1`` (None: unconstrained)."""
+    ``x_box`` the feasible box ``X = [lo, hi]^d1`` (None: unconstrained); ``metrics`` maps a metric name
+    to ``fn(t, x, y) -> float``, evaluated (untimed, uncounted) at the rounds the runner records."""
 
     make_round: Callable[[int, torch.Generator], BilevelProblem]
     x0: torch.Tensor
@@ -44,6 +45,7 @@ class BilevelStream:
     x_box: tuple[float, float] | None = None
     name: str = "stream"
     info: dict = field(default_factory=dict)
+    metrics: dict[str, Callable[[int, torch.Tensor, torch.Tensor], float]] = field(default_factory=dict)
 
     def round(self, t: int, generator: torch.Generator) -> BilevelProblem:
         if t < 1:

@@ -1,0 +1,102 @@
+"""The online black-box adversarial attack of the SOGD paper (``specs/sogd.md`` §7.1, eqs. 28–29).
+
+Round t receives a training batch ``D^tr_t`` and a validation batch ``D^val_t`` of images the classifier
+(:mod:`bilevel.classifiers`, queried only through its class scores Z) gets right, and plays a universal
+perturbation ``y_t`` (on an ``r × r`` grid, upsampled to the image: :func:`.attack.attack_setup`) with
+per-coordinate regularisation weights ``e^{x_t}``::
+
+    ℓ(a)       = max{Z(a)_b − max_{j≠b} Z(a)_j, −κ}                       (C&W margin, κ = 0)
+    g_t(x, y)  = mean_{i ∈ D^tr_t} ℓ(a_i + P(y)) + ½ Σ_ι e^{x_ι} y_ι²     (eq. 28, lower level)
+    f_t(x, y)  = mean_{i ∈ D^val_t} ℓ(a_i + P(y))                          (eq. 29, upper level)
+
+One sample is one image, so a method's batch of b samples draws b of the round's images.
+
+The S-stage scenario (open choice S-1, our design; the paper gives no details): the ten classes are split
+into ``stages`` consecutive groups (``numpy.array_split``: 0-2, 3-5, 6-7, 8-9 for S = 4); stage s lasts
+``stage_length`` rounds and draws every batch from images of its group, so the best perturbation changes
+abruptly at each stage boundary (after the last stage the stream starts over at the first). Each stage's
+images (correctly classified, never used to train the classifier) are split once, by the seed, into a
+test set of ``n_test`` images, a validation pool of ``n_val_pool`` and a training pool (the rest); every
+round draws ``batch_train`` / ``batch_val`` distinct images from the pools (the round's generator).
+
+Metrics (at the rounds the runner records, on the current stage's test images, which the attack never
+queries): ``accuracy_under_attack`` (Figure 2, middle; 1 at y = 0), ``perturbation_linf`` = ‖y_t‖∞
+(Figure 2, right; = ‖P(y_t)‖∞), ``perturbation_l2`` = ‖P(y_t)‖₂, ``attack_loss_test``. No box is
+imposed on y or on the perturbed pixels (A-6, ``y_box = none``); the norms are reported instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .attack import attack_setup, margin_loss
+from .base import BilevelProblem
+from .online import BilevelStream
+
+
+def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int = 4, stage_length: int = 50,
+                       batch_train: int = 20, batch_val: int = 20, n_test: int = 100, n_val_pool: int = 50,
+                       kappa: float = 0.0, x0_value: float = 0.0, classifier: dict | None = None, seed: int = 0,
+                       dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelStream:
+    """The S-stage online attack stream above on ``dataset`` (MNIST or its labelled stand-in)."""
+    what = "online_attack"
+    if not 1 <= int(stages) <= 10:
+        raise ValueError(f"{what}: stages must be between 1 and 10 (the classes are split into stages), got {stages}")
+    if min(stage_length, batch_train, batch_val, n_test, n_val_pool) < 1 or kappa < 0:
+        raise ValueError(f"{what}: stage_length, batch sizes, n_test and n_val_pool must be >= 1 and kappa >= 0")
+    if batch_val > n_val_pool:
+        raise ValueError(f"{what}: batch_val = {batch_val} exceeds the validation pool n_val_pool = {n_val_pool}")
+    setup = attack_setup(dataset, resolution, classifier, dtype, device, what)
+    groups = [torch.as_tensor(g) for g in np.array_split(np.arange(10), int(stages))]
+    gen = torch.Generator().manual_seed(int(seed))
+    pools = []
+    for s, group in enumerate(groups):
+        members = setup.pool[torch.isin(setup.labels[setup.pool].cpu(), group)]
+        members = members[torch.randperm(len(members), generator=gen)]
+        need = n_test + n_val_pool + batch_train
+        if len(members) < need:
+            raise ValueError(f"{what}: stage {s + 1} (classes {group.tolist()}) has {len(members)} correctly "
+                             f"classified held-out images of {setup.dataset.label}, need n_test + n_val_pool + "
+                             f"batch_train = {need}")
+        pools.append({"test": members[:n_test], "val": members[n_test:n_test + n_val_pool],
+                      "train": members[n_test + n_val_pool:]})
+    images, labels, upsample, scores = setup.images, setup.labels, setup.upsample, setup.scores
+
+    def stage_of(t: int) -> int:
+        return ((t - 1) // int(stage_length)) % len(groups)
+
+    def loss_on(idx: torch.Tensor, y: torch.Tensor, batch) -> torch.Tensor:
+        idx = idx if batch is None else idx[batch]
+        return margin_loss(scores(images[idx] + upsample(y)), labels[idx], kappa).mean()
+
+    def make_round(t: int, generator: torch.Generator) -> BilevelProblem:
+        pool = pools[stage_of(t)]
+        tr = pool["train"][torch.randperm(len(pool["train"]), generator=generator)[:batch_train]]
+        va = pool["val"][torch.randperm(len(pool["val"]), generator=generator)[:batch_val]]
+
+        def g(x, y, batch=None):
+            return loss_on(tr, y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
+
+        def f(x, y, batch=None):
+            return loss_on(va, y, batch)
+
+        return BilevelProblem(f=f, g=g, x0=x0, y0=y0, n_samples={"f": batch_val, "g": batch_train},
+                              name=f"online_attack[t={t}]", info={"t": t, "stage": stage_of(t) + 1})
+
+    def accuracy(t, x, y):
+        test = pools[stage_of(t)]["test"]
+        return float((scores(images[test] + upsample(y)).argmax(1) == labels[test]).double().mean())
+
+    x0 = torch.full((setup.dim,), float(x0_value), dtype=dtype, device=device)
+    y0 = torch.zeros(setup.dim, dtype=dtype, device=device)
+    ds = setup.dataset
+    return BilevelStream(
+        make_round=make_round, x0=x0, y0=y0, name=f"online_attack[{ds.label}]",
+        info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
+              "resolution": setup.resolution, "stages": [g.tolist() for g in groups], "stage_length": stage_length,
+              "classifier": setup.record},
+        metrics={"accuracy_under_attack": accuracy,
+                 "perturbation_linf": lambda t, x, y: float(y.abs().max()),
+                 "perturbation_l2": lambda t, x, y: float(torch.linalg.vector_norm(upsample(y))),
+                 "attack_loss_test": lambda t, x, y: float(loss_on(pools[stage_of(t)]["test"], y, None))})
