@@ -29,7 +29,10 @@ for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hyperg
   .test/figures/fsba_fig2_cleaning.png .test/figures/fsba_fig3_regularization.png \
   .test/figures/fsba_fig5_hypercleaning.png .test/figures/fsba_fig6b_period.png .test/figures/fsba_fig7_penalty.png \
   .test/figures/fsba_fig8_cubic.png .test/figures/tables/fsba_fig2_cleaning.summary.md \
-  .test/figures/sogd_regret.png .test/figures/tables/sogd_comparison.md .test/figures/notebooks/sogd.ipynb; do
+  .test/figures/sogd_regret.png .test/figures/tables/sogd_comparison.md .test/figures/notebooks/sogd.ipynb \
+  .test/figures/sogd_attack.png .test/figures/sogd_loss_tuning.png .test/figures/sogd_sweeps.png \
+  .test/figures/tables/sogd_sweeps.summary.md .test/figures/tables/sogd_loss_tuning.summary.tex \
+  .test/results/models/sogd_attack.json; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \

@@ -5,8 +5,9 @@ gradient ``P_{X,α}(x; p) = (x − Π_X[x − α p]) / α`` (= ‖∇F_t(x_t)‖
 draws the round's problem (its noise from the run's data generator, seeded ``seed + 1``), the regret
 term is evaluated at the decision ``x_t`` played in that round (before the method sees round t's data;
 uncounted, untimed), then the method's step is timed. Rows every ``eval_every`` rounds and at the last
-one carry the cumulative method time (also as the metric ``cumulative_time``), the cumulative regret, its average, the round's term, the method's hypergradient tracking
-error ``‖d^x_t − ∇F_t(x_t)‖²``, the stream's own metrics (``stream.metrics``, at the iterate after round
+one carry the cumulative method time (also as the metric ``cumulative_time``), the cumulative regret,
+its average, the round's term, the method's hypergradient tracking error ``‖d^x_t − ∇F_t(x_t)‖²``, the
+stream's own metrics (``stream.metrics``, at the iterate after round
 t's step: e.g. the accuracy under attack of the current perturbation) and the oracle counts of all rounds
 so far.
 """

@@ -127,10 +127,11 @@ class SOGD(OnlineMethod):
         return None
 
     def estimates(self, oracle: Oracle, x, y, v, draws=None):
-        """``(∇_y g, ∇_y f + ∇²_y g v, ∇_x f + ∇²_xy g v)`` at ``(x, y)`` (2 gradients, 1 joint product)."""
-        gy = oracle.grad_y("g", x, y)
+        """``(∇_y g, ∇_y f + ∇²_y g v, ∇_x f + ∇²_xy g v)`` at ``(x, y)`` (2 gradients, 1 product through the
+        retained graph of ∇_y g: ``(∇²_xy g v, ∇²_yy g v)`` in one backward pass)."""
+        gy, pullback = oracle.grad_y_with_pullback("g", x, y)
         fx, fy = oracle.grad("f", x, y)
-        hxy_v, hyy_v = oracle.hvp("g", x, y, dy=v)
+        hxy_v, hyy_v = pullback(v)
         return gy, fy + hyy_v, fx + hxy_v
 
     def _move(self, state: State, name: str, point: torch.Tensor, direction: torch.Tensor, lr: float) -> torch.Tensor:

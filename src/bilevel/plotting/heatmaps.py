@@ -29,7 +29,7 @@ def grid_heatmaps(maps: list[Heatmap], title: str, colorbar: str, note: str | No
                   cmap: str = "viridis"):
     """Draw the heatmaps side by side on one shared colour scale."""
     apply_style()
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps) + 0.8, 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.4 * len(maps) + 1.2, 4.6), squeeze=False)
     finite = np.concatenate([m.values[np.isfinite(m.values)] for m in maps] or [np.zeros(0)])
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     image = None
@@ -53,9 +53,10 @@ def grid_heatmaps(maps: list[Heatmap], title: str, colorbar: str, note: str | No
         ax.set_ylabel(m.row_title)
         ax.set_title(m.title)
         ax.grid(False)
+    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.14, top=0.8, wspace=0.42)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), label=colorbar, shrink=0.85)
-    fig.suptitle(title, fontsize=12)
+        fig.colorbar(image, ax=axes[0].tolist(), label=colorbar, shrink=0.9, pad=0.02)
+    fig.suptitle(title, fontsize=12, y=0.98)
     if note:
-        fig.text(0.5, 0.005, note, ha="center", fontsize=8, color="0.35")
+        fig.text(0.5, 0.9, note, ha="center", fontsize=8, color="0.35")
     return fig

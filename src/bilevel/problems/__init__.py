@@ -8,9 +8,9 @@ from .attack import make_blackbox_attack
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .cleaning import make_data_cleaning
 from .logistic import make_l2_logistic
+from .loss_tuning import make_online_loss_tuning
 from .minimax_w import make_minimax_w
 from .online import BilevelStream, make_online_quadratic
-from .loss_tuning import make_online_loss_tuning
 from .online_attack import make_online_attack
 from .quadratic import make_quadratic
 from .regularization import make_feature_regularization
