@@ -149,3 +149,25 @@ def test_aid_warm_started_fixed_point_removes_the_truncation_bias(quad_small):
         tr = bilevel.run(method, quad_small, max_iters=80, eval_every=40, seed=0).trace
         final[warm] = tr["hypergrad_norm2"].iloc[-1] / tr["hypergrad_norm2"].iloc[0]
     assert final[True] < 1e-8 and final[False] > 1e-2
+
+
+@pytest.mark.parametrize("name", [n for n in bilevel.methods.available() if not bilevel.methods.make(n).uses_torch_func])
+def test_methods_marked_autograd_only_never_call_torch_func(name, monkeypatch, quad_small):
+    """The runners skip torch.func's start-up for methods with ``uses_torch_func = False``: their steps must not
+    touch a torch.func transform (else that start-up would be charged to their first timed step)."""
+    import bilevel.oracle as oracle_module
+    from bilevel.methods.online import OnlineMethod
+    from bilevel.online import run_online
+    from bilevel.problems import make_online_quadratic
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"{name} called a torch.func transform")
+
+    for transform in ("vmap", "hessian", "grad", "jacrev", "jacfwd"):
+        monkeypatch.setattr(oracle_module.tf, transform, forbidden)
+    method = bilevel.methods.make(name)
+    if isinstance(method, OnlineMethod):
+        result = run_online(method, make_online_quadratic(dim=2, sigma=0.1), 4, seed=0)
+    else:
+        result = bilevel.run(method, quad_small, max_iters=3, seed=0)
+    assert len(result.trace) >= 1

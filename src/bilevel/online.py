@@ -49,7 +49,8 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
         raise TypeError(f"run_online needs an online method (sogd, ogd, oagd, sobow), got {method.name!r}")
     if rounds < 1 or eval_every < 1:
         raise ValueError(f"run_online: rounds and eval_every must be >= 1, got {rounds}, {eval_every}")
-    warm_up()
+    if method.uses_torch_func:
+        warm_up()
     data = torch.Generator().manual_seed(int(seed) + 1)
     window: deque[Oracle] = deque(maxlen=method.rounds_needed())
     retired = dict.fromkeys(COUNT_KEYS, 0)

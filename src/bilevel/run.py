@@ -158,7 +158,8 @@ def run(
     metrics = default_metrics(problem) if metrics is None else metrics
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if progress is True else (progress or None)
 
-    warm_up()
+    if method.uses_torch_func:
+        warm_up()
     oracle = Oracle(problem)
     clock = Clock(problem.device)
     rows: list[dict] = []

@@ -30,6 +30,7 @@ class AID(HypergradientMethod):
     ``solver_tol``, ``warm_start_v``, ``outer_lr``, ``warm_start``, ``batch_size``."""
 
     name = "aid"
+    uses_torch_func = False  # gradients and products by autograd only
     positive = ("outer_lr", "inner_lr", "solver_lr", "batch_size")
     counts = ("inner_steps", "solver_steps")
     choices = {"solver": SOLVERS}

@@ -56,6 +56,9 @@ class Method:
     counts: ClassVar[tuple[str, ...]] = ()
     #: hyper-parameters restricted to a set of values
     choices: ClassVar[dict[str, tuple]] = {}
+    #: whether the method's oracle calls use torch.func transforms (vectorized values, full Hessians);
+    #: the runners pay torch.func's one-off start-up before timing only for such methods
+    uses_torch_func: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         for pname in self.positive:

@@ -26,6 +26,7 @@ class F2BA(HypergradientMethod):
     ``outer_lr``, ``warm_start``, ``batch_size``."""
 
     name: ClassVar[str] = "f2ba"
+    uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("outer_lr", "lam", "lr_y", "lr_z", "batch_size")
     counts: ClassVar[tuple[str, ...]] = ("inner_steps",)
     choices: ClassVar[dict[str, tuple]] = {"y_step_g_point": ("y", "z")}

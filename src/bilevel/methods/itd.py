@@ -21,6 +21,7 @@ class ITD(HypergradientMethod):
     """Parameters: ``inner_steps`` T, ``inner_lr`` (GD step on g), ``outer_lr``, ``warm_start``, ``batch_size``."""
 
     name = "itd"
+    uses_torch_func = False  # gradients and products by autograd only
     positive = ("outer_lr", "inner_lr", "batch_size")
     counts = ("inner_steps",)
 

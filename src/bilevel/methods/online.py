@@ -74,6 +74,7 @@ class SOGD(OnlineMethod):
     """Simultaneous online gradient descent (first-order oracles: gradients, HVP, JVP)."""
 
     name: ClassVar[str] = "sogd"
+    uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta")
     choices: ClassVar[dict[str, tuple]] = {"momentum_convention": ("one_minus_gamma", "gamma"),
                                            "correction_v": ("previous", "current"),
@@ -176,6 +177,7 @@ class OGD(OnlineMethod):
     """Online gradient descent on the inner variable only (x stays at its initial value)."""
 
     name: ClassVar[str] = "ogd"
+    uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("beta",)
 
     beta: float = 0.1
@@ -191,6 +193,7 @@ class OAGD(OnlineMethod):
     """Online alternating time-averaged gradient with a Neumann-series hypergradient."""
 
     name: ClassVar[str] = "oagd"
+    uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "neumann_lr", "decay")
     counts: ClassVar[tuple[str, ...]] = ("neumann_steps", "window_size")
 
@@ -223,6 +226,7 @@ class SOBOW(OnlineMethod):
     """Single-loop online bilevel optimizer with window averaging and a warm-started CG system solve."""
 
     name: ClassVar[str] = "sobow"
+    uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "decay")
     counts: ClassVar[tuple[str, ...]] = ("cg_steps", "window_size")
 

@@ -25,6 +25,7 @@ class SOBA(Method):
     """Parameters: ``step_size``, ``outer_ratio``, ``schedule_exponent``, ``batch_size`` (None = full batch)."""
 
     name = "soba"
+    uses_torch_func = False  # gradients and products by autograd only
     positive = ("step_size", "outer_ratio", "batch_size")
 
     step_size: float = 0.1

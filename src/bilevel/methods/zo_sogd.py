@@ -33,6 +33,7 @@ class ZOSOGD(SOGD):
     ``direction_law``, ``crn``, ``evaluation``."""
 
     name: ClassVar[str] = "zo-sogd"
+    uses_torch_func: ClassVar[bool] = True  # vectorized function values
     positive: ClassVar[tuple[str, ...]] = SOGD.positive + ("rho_r", "rho_s", "rho_v")
     counts: ClassVar[tuple[str, ...]] = ("b_f", "b_g")
     choices: ClassVar[dict[str, tuple]] = {**SOGD.choices, "direction_law": ("sphere", "gaussian"),
