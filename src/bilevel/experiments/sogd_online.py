@@ -227,11 +227,14 @@ LOSS_TUNING = Experiment(
 
 # ------------------------------------------------------------------------------------------------ Tables 2-4
 
-def cell_values(rows: pd.DataFrame, metric: str = "accuracy_under_attack") -> pd.DataFrame:
-    """Per (method label, cell, seed): the run-average of ``metric`` and whether the run diverged."""
-    sel = rows[rows["metric"] == metric]
+def cell_values(frame: pd.DataFrame, metric: str = "accuracy_under_attack", value: str = "value") -> pd.DataFrame:
+    """Per (method label, cell, seed): the run-average of ``metric`` (column ``value`` of per-seed rows, or
+    ``"mean"`` of an aggregate, which then counts as one pseudo-seed 0) and whether the run diverged."""
+    sel = frame[frame["metric"] == metric]
+    if "seed" not in sel:
+        sel = sel.assign(seed=0)
     out = sel.groupby(["method", "phase", "seed"], sort=False).agg(
-        value=("value", "mean"), diverged=("status", lambda s: bool((s == "diverged").any()))).reset_index()
+        value=(value, "mean"), diverged=("status", lambda s: bool((s == "diverged").any()))).reset_index()
     out.loc[out["diverged"], "value"] = np.nan
     return out
 
@@ -252,21 +255,11 @@ def _axis_title(axis: dict) -> str:
     return " = ".join(axis["params"])
 
 
-def _cells_from_aggregate(agg: pd.DataFrame) -> pd.DataFrame:
-    """:func:`cell_values` from an aggregate (one pseudo-seed: the mean curve; spread not available)."""
-    sel = agg[agg["metric"] == "accuracy_under_attack"]
-    out = sel.groupby(["method", "phase"], sort=False).agg(
-        value=("mean", "mean"), diverged=("status", lambda s: bool((s == "diverged").any()))).reset_index()
-    out["seed"] = 0
-    out.loc[out["diverged"], "value"] = np.nan
-    return out
-
-
 def _plot_sweeps(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
     from ..plotting.curves import save_figure
     from ..plotting.heatmaps import Heatmap, grid_heatmaps
 
-    cells = _cells_from_aggregate(agg)
+    cells = cell_values(agg, value="mean")
     maps = []
     for label, entry in exp_cfg["methods"].items():
         grid = entry["grid"]
@@ -306,7 +299,7 @@ def _sweep_tables(rows: pd.DataFrame, exp_cfg: dict) -> list[dict]:
                 ours = "diverged" if np.isnan(mean[i, j]) else f"{mean[i, j]:.2f} ± {std[i, j]:.2f}"
                 cells_i.append(f"{ours} (paper {ref['values'][i][j]})" if same_axes else ours)
             table_rows.append([f"{rv:g}", *cells_i])
-        params = {k: v for k, v in entry.get("params", {}).items()}
+        params = dict(entry.get("params", {}))
         title = (ref.get("title") if ref else None) or f"ZO-SOGD sweep {label}"
         out.append({"title": f"{title} (ours{' vs paper' if same_axes else ''})",
                     "caption": f"Accuracy under attack on the online attack stream, averaged over the recorded rounds; "
@@ -321,7 +314,7 @@ def _sweep_tables(rows: pd.DataFrame, exp_cfg: dict) -> list[dict]:
 
 
 def _best_configuration(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    cells = _cells_from_aggregate(agg)
+    cells = cell_values(agg, value="mean")
     references = reference_tables()
     parts, holds = [], True
     for label, entry in exp_cfg["methods"].items():
