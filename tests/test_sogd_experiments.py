@@ -19,6 +19,16 @@ from bilevel.oracle import Oracle
 SMALL_CLASSIFIER = {"hidden": 16, "epochs": 1, "rows": 500, "seed": 0}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def mnist_or_its_stand_in():
+    """As the workflow's default config: official MNIST where cached, else the labelled stand-in mnist5k."""
+    from bilevel import data
+
+    data.configure(stand_ins={"mnist": "mnist5k"})
+    yield
+    data.configure()
+
+
 # ------------------------------------------------------------------------------------------------ ConvNet
 
 def test_convnet_matches_torch_modules():
