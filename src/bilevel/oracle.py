@@ -232,6 +232,27 @@ class Oracle:
         self._count(level, "hvp")
         return self._through_grad_y(level, x, y, v, batch, "x")
 
+    def cross_xy_sum(self, level: str, x, ys, vs, batch=None) -> torch.Tensor:
+        """``Σ_t ∇²_xy h(x, y_t)·v_t`` for the T rows of ``ys``, ``vs`` (T, p) in ONE reverse pass over x;
+        counts T second-order products.
+
+        The T points share x, so ``h`` is evaluated once with the T inner points vectorized
+        (``torch.func``: ∇_x of ⟨vmap(∇_y h)(x, ys), vs⟩): whatever ``h`` computes from x alone (e.g. the
+        features of a network) is computed and differentiated once, not T times. Used by ITD's
+        ``reverse="split"``.
+        """
+        _check_level(level)
+        if ys.ndim != 2 or vs.shape != ys.shape:
+            raise ValueError(f"cross_xy_sum() needs ys and vs of the same shape (T, p), got {tuple(ys.shape)}, "
+                             f"{tuple(vs.shape)}")
+        self._count(level, "hvp", ys.shape[0])
+        grad_y = tf.vmap(tf.grad(self._fn[level], argnums=1), in_dims=(None, 0, None))
+
+        def pairing(xv):
+            return (grad_y(xv, ys, batch) * vs).sum()
+
+        return tf.grad(pairing)(x.detach())
+
     def hvps_yy(self, level: str, x, y, vs, batch=None) -> torch.Tensor:
         """``∇²_yy h·v`` for the K rows of ``vs`` (K, p) in one vectorized backward; counts K."""
         _check_level(level)

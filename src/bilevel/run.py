@@ -3,16 +3,22 @@
 Only ``method.init`` and ``method.step`` are timed; metrics are computed between clock reads with
 uncounted, direct calls to the problem (never through the oracle). On a CUDA device the clock is
 read after ``torch.cuda.synchronize()``. A non-finite iterate or metric ends the run with status
-``"diverged"``; this is a result, not an exception.
+``"diverged"``; this is a result, not an exception. Episodic problems get their next meta-batch
+(``problem.resample(k)``) before each step, untimed. Long runs can write a checkpoint every N steps
+(:class:`Checkpoint`) and resume from it with identical results.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -103,6 +109,59 @@ def hypergradient_error(problem: BilevelProblem, state: State) -> float | None:
     return float(torch.linalg.vector_norm(estimate - exact) / torch.linalg.vector_norm(exact))
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where and how often :func:`run` saves its progress: ``path`` (a ``.pt`` file) every ``every`` steps.
+
+    A run started with a checkpoint that exists resumes from it when it was written by the same run
+    (method parameters, problem name and sizes, seed, budgets: the ``key``); a checkpoint of another run
+    is ignored (and later overwritten). Saved: the method's state (iterates, ``aux``, generator state,
+    step), the oracle counts, the timed seconds and the rows so far; files are written atomically
+    and removed when the run ends. Resuming gives the same rows as an uninterrupted run, except the
+    wall-time column, which adds the timed seconds of both parts.
+    """
+
+    path: str | Path
+    every: int = 50
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.every, int) and self.every >= 1):
+            raise ValueError(f"Checkpoint.every must be an integer >= 1, got {self.every!r}")
+
+
+def _run_key(method: Method, problem: BilevelProblem, seed: int, budgets: dict) -> str:
+    text = json.dumps({"method": method.name, "params": method.params(), "problem": problem.name,
+                       "dims": [problem.dim_outer, problem.dim_inner], "seed": seed, "budgets": budgets},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_checkpoint(path: Path, key: str, state: State, counts: dict, elapsed: float, rows: list[dict]) -> None:
+    payload = {"key": key, "x": state.x, "y": state.y, "k": state.k, "rng": state.rng.get_state(),
+               "aux": state.aux, "diagnostics": state.diagnostics, "hypergradient": state.hypergradient,
+               "counts": counts, "elapsed": elapsed, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, key: str, say) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: start afresh
+        if say:
+            say(f"checkpoint {path} is unreadable ({type(err).__name__}); starting afresh")
+        return None
+    if payload.get("key") != key:
+        if say:
+            say(f"checkpoint {path} belongs to another run (different method, problem, seed or budget); ignored")
+        return None
+    return payload
+
+
 @dataclass
 class RunResult:
     """Outcome of :func:`run`: final iterates, the trace (one row per evaluation point), status."""
@@ -131,6 +190,7 @@ def run(
     metrics: dict[str, Metric] | None = None,
     progress: bool | Callable[[str], None] = False,
     target: tuple[str, float] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> RunResult:
     """Run ``method`` on ``problem`` until a budget is spent.
 
@@ -183,12 +243,30 @@ def run(
                 f"calls {oracle.oracle_calls + oracle.function_evals} {shown}")
         return finite
 
+    resume = None
+    if checkpoint is not None:
+        ckpt_path = Path(checkpoint.path)
+        key = _run_key(method, problem, seed, {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls,
+                                                "max_seconds": max_seconds, "eval_every": eval_every,
+                                                "target": target})
+        resume = _load_checkpoint(ckpt_path, key, say)
+    if problem.resample is not None:
+        problem.resample(0)
     t0 = clock()
     state = method.init(oracle, problem.x0, problem.y0, seed)
     elapsed += clock() - t0
     status = "completed"
-    evaluate(state)
-    last_eval = 0
+    if resume is None:
+        evaluate(state)
+    else:  # the state, counts, clock and rows of the interrupted run
+        state.x, state.y, state.k = resume["x"].to(problem.device), resume["y"].to(problem.device), resume["k"]
+        state.rng.set_state(resume["rng"])
+        state.aux, state.diagnostics, state.hypergradient = resume["aux"], resume["diagnostics"], resume["hypergradient"]
+        oracle.counts.update(resume["counts"])
+        elapsed, rows[:] = resume["elapsed"], resume["rows"]
+        if say:
+            say(f"[{method.name}] resumed from {ckpt_path} at step {state.k} ({elapsed:.2f}s timed)")
+    last_eval = rows[-1]["step"]
     if target is not None and target[0] not in rows[0]:
         raise ValueError(f"run(): target metric {target[0]!r} is not measured; metrics: {', '.join(metrics)}")
     threshold = None if target is None else target[1] * rows[0][target[0]]
@@ -201,6 +279,8 @@ def run(
             break
         if max_seconds is not None and elapsed >= max_seconds:
             break
+        if problem.resample is not None:
+            problem.resample(state.k)
         t0 = clock()
         state = method.step(oracle, state)
         elapsed += clock() - t0
@@ -214,9 +294,13 @@ def run(
             if not evaluate(state):
                 status = "diverged"
                 break
+        if checkpoint is not None and state.k % checkpoint.every == 0:
+            _save_checkpoint(ckpt_path, key, state, oracle.snapshot(), elapsed, rows)
     if status == "completed" and last_eval != state.k:
         if not evaluate(state):
             status = "diverged"
+    if checkpoint is not None:
+        ckpt_path.unlink(missing_ok=True)
     trace = pd.DataFrame(rows)
     trace.insert(0, "status", status)
     return RunResult(x=method.outer(state), y=method.inner(state), trace=trace, status=status,

@@ -44,6 +44,35 @@ def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, sol
     return hypergradient, v, info
 
 
+def unrolled_hypergradient_split(oracle: Oracle, x: torch.Tensor, y0: torch.Tensor, lr: float, steps: int,
+                                 sampler=None, batch_f=None):
+    """ITD with the adjoint recursion of :func:`unrolled_hypergradient` split by blocks: the forward
+    steps ``∇_y g`` and the y-adjoints ``∇²_yy g·a`` never differentiate through x, and all the x-blocks
+    ``Σ_t ∇²_xy g(x, y_t)·a_{t+1}`` are formed by ONE reverse pass (:meth:`Oracle.cross_xy_sum`). The same
+    estimate as the joint recursion; cheaper when g computes an expensive function of x alone (the
+    backbone features of meta-learning: once instead of T times, as reverse-mode frameworks do).
+    Oracle cost: T g-gradients + 2T second-order products (T y-blocks, T x-blocks) + 1 f-gradient.
+    """
+    points, batches = [], []
+    y = y0
+    for _ in range(steps):
+        batch = sampler() if sampler is not None else None
+        points.append(y)
+        batches.append(batch)
+        y = y - lr * oracle.grad_y("g", x, y, batch)
+    hypergradient, adjoint = oracle.grad("f", x, y, batch_f)
+    adjoints = []
+    for point, batch in zip(reversed(points), reversed(batches), strict=True):
+        adjoints.append(adjoint)
+        adjoint = adjoint - lr * oracle.hvp_yy("g", x, point, adjoint, batch)
+    if steps and all(b is None for b in batches):
+        cross = oracle.cross_xy_sum("g", x, torch.stack(points[::-1]), torch.stack(adjoints))
+    else:  # minibatches differ per step: one product per step
+        cross = sum(oracle.cross_xy("g", x, p, a, b)
+                    for p, a, b in zip(reversed(points), adjoints, reversed(batches), strict=True))
+    return hypergradient - lr * cross if steps else hypergradient, y.detach()
+
+
 def unrolled_hypergradient(oracle: Oracle, x: torch.Tensor, y0: torch.Tensor, lr: float, steps: int,
                            sampler=None, batch_f=None):
     """ITD: reverse-mode differentiation of ``f(x, y_T(x))`` through T gradient steps.

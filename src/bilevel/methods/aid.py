@@ -33,7 +33,7 @@ class AID(HypergradientMethod):
     uses_torch_func = False  # gradients and products by autograd only
     positive = ("outer_lr", "inner_lr", "solver_lr", "batch_size")
     counts = ("inner_steps", "solver_steps")
-    choices = {"solver": SOLVERS}
+    choices = {**HypergradientMethod.choices, "solver": SOLVERS}
 
     inner_steps: int = 10
     inner_lr: float = 0.1

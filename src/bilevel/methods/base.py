@@ -95,7 +95,9 @@ class Method:
 
 @dataclass(frozen=True)
 class HypergradientMethod(Method):
-    """Outer gradient descent on an estimate of ∇Ψ: ``x ← x − outer_lr · ĥ(x, y)``.
+    """Outer descent on an estimate of ∇Ψ: ``x ← x − outer_lr · ĥ(x, y)`` (``outer_optimizer="sgd"``) or
+    Adam on ĥ (``"adam"``, bias-corrected, ``adam_betas``, ε = 1e-8: the outer optimiser of the
+    meta-learning codes, ``specs/pzobo.md`` §5.4, ``specs/fsba.md`` §9.5).
 
     Subclasses implement :meth:`hypergradient`, which runs the inner solver from ``y_init`` and
     returns the estimate and the new inner iterate. ``warm_start`` starts each inner solve from the
@@ -103,9 +105,13 @@ class HypergradientMethod(Method):
     a finite-sum problem (``None`` = full batch, deterministic).
     """
 
+    choices: ClassVar[dict[str, tuple]] = {"outer_optimizer": ("sgd", "adam")}
+
     outer_lr: float = 0.1
     warm_start: bool = True
     batch_size: int | None = None
+    outer_optimizer: str = "sgd"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
 
     def sampler(self, oracle: Oracle, state: State, level: str):
         if self.batch_size is None:
@@ -125,7 +131,18 @@ class HypergradientMethod(Method):
         y_init = state.y if self.warm_start else state.aux["y0"]
         estimate, y_new = self.hypergradient(oracle, state.x, y_init, state)
         state.hypergradient = (state.x, estimate)
-        state.x = state.x - self.outer_lr * estimate
+        state.x = state.x - self.outer_lr * self.direction(estimate, state)
         state.y = y_new
         state.k += 1
         return state
+
+    def direction(self, estimate: torch.Tensor, state: State) -> torch.Tensor:
+        """The outer step direction: the estimate itself (sgd) or Adam's m̂ / (√ŝ + ε) (state in ``aux``)."""
+        if self.outer_optimizer == "sgd":
+            return estimate
+        b1, b2 = self.adam_betas
+        t = state.k + 1
+        m = b1 * state.aux.get("adam_m", torch.zeros_like(estimate)) + (1 - b1) * estimate
+        s = b2 * state.aux.get("adam_s", torch.zeros_like(estimate)) + (1 - b2) * estimate * estimate
+        state.aux["adam_m"], state.aux["adam_s"] = m, s
+        return (m / (1 - b1 ** t)) / (torch.sqrt(s / (1 - b2 ** t)) + 1e-8)

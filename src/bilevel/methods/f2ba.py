@@ -29,7 +29,7 @@ class F2BA(HypergradientMethod):
     uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
     positive: ClassVar[tuple[str, ...]] = ("outer_lr", "lam", "lr_y", "lr_z", "batch_size")
     counts: ClassVar[tuple[str, ...]] = ("inner_steps",)
-    choices: ClassVar[dict[str, tuple]] = {"y_step_g_point": ("y", "z")}
+    choices: ClassVar[dict[str, tuple]] = {**HypergradientMethod.choices, "y_step_g_point": ("y", "z")}
 
     lam: float = 10.0
     inner_steps: int = 10

@@ -39,8 +39,8 @@ class PZOBO(HypergradientMethod):
     name = "pzobo"
     positive = ("outer_lr", "inner_lr", "mu", "batch_size")
     counts = ("inner_steps", "n_directions")
-    choices = {"directions": ("gaussian", "unit_per_tensor", "coordinate"),
-               "perturbed_start": ("same_start", "main_path_end"), "outer_optimizer": ("sgd", "adam")}
+    choices = {**HypergradientMethod.choices, "directions": ("gaussian", "unit_per_tensor", "coordinate"),
+               "perturbed_start": ("same_start", "main_path_end"), "path_layout": ("vectorized", "sequential")}
 
     inner_steps: int = 10
     inner_lr: float = 0.1
@@ -49,8 +49,7 @@ class PZOBO(HypergradientMethod):
     directions: str = "gaussian"
     dimension_rescale: bool = False
     perturbed_start: str = "same_start"
-    outer_optimizer: str = "sgd"
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    path_layout: str = "vectorized"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,7 +65,17 @@ class PZOBO(HypergradientMethod):
         return directions(self.directions, (1, q), d, gen, x.dtype, x.device)[0]
 
     def paths(self, oracle, xs: torch.Tensor, y_start: torch.Tensor, batches: list) -> torch.Tensor:
-        """N gradient steps from ``y_start`` at each row of ``xs``, all rows in one call per step."""
+        """N gradient steps from ``y_start`` at each row of ``xs``: all rows in one vectorized call per step
+        (``path_layout="vectorized"``) or one path after the other (``"sequential"``: the same numbers and
+        counts; a problem that caches work per x, such as network features, then does it once per path)."""
+        if self.path_layout == "sequential":
+            out = []
+            for x_q in xs:
+                y = y_start
+                for batch in batches:
+                    y = y - self.inner_lr * oracle.grad_y("g", x_q, y, batch)
+                out.append(y)
+            return torch.stack(out)
         ys = y_start.expand(xs.shape[0], -1)
         for batch in batches:
             ys = ys - self.inner_lr * oracle.grads_y("g", xs, ys, batch)
@@ -85,17 +94,3 @@ class PZOBO(HypergradientMethod):
         grad_x_f, grad_y_f = oracle.grad("f", x, y_main, oracle.sample("f", self.batch_size, state.rng))
         return grad_x_f + response_jacobian_product(y_pert, y_main, self.mu, u, grad_y_f), y_main
 
-    def step(self, oracle, state: State) -> State:
-        if self.outer_optimizer == "sgd":
-            return super().step(oracle, state)
-        estimate, y_new = self.hypergradient(oracle, state.x, state.y if self.warm_start else state.aux["y0"], state)
-        b1, b2 = self.adam_betas
-        t = state.k + 1
-        m = b1 * state.aux.get("adam_m", torch.zeros_like(estimate)) + (1 - b1) * estimate
-        s = b2 * state.aux.get("adam_s", torch.zeros_like(estimate)) + (1 - b2) * estimate * estimate
-        state.aux["adam_m"], state.aux["adam_s"] = m, s
-        state.hypergradient = (state.x, estimate)
-        state.x = state.x - self.outer_lr * (m / (1 - b1 ** t)) / (torch.sqrt(s / (1 - b2 ** t)) + 1e-8)
-        state.y = y_new
-        state.k += 1
-        return state

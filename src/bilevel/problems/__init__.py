@@ -7,6 +7,7 @@ from collections.abc import Callable
 from .attack import make_blackbox_attack
 from .base import BilevelProblem, ClosedForm, MinimaxProblem
 from .cleaning import make_data_cleaning
+from .fewshot import make_few_shot
 from .logistic import make_l2_logistic
 from .loss_tuning import make_online_loss_tuning
 from .minimax_w import make_minimax_w
@@ -24,6 +25,7 @@ _REGISTRY: dict[str, Callable[..., BilevelProblem | MinimaxProblem | BilevelStre
     "blackbox_attack": make_blackbox_attack,
     "data_cleaning": make_data_cleaning,
     "feature_regularization": make_feature_regularization,
+    "few_shot": make_few_shot,  # episodic: a new meta-batch of tasks every outer step
     "online_quadratic": make_online_quadratic,  # streams of problems (bilevel.online.run_online)
     "online_attack": make_online_attack,
     "online_loss_tuning": make_online_loss_tuning,

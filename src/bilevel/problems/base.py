@@ -70,6 +70,10 @@ class BilevelProblem:
         Optional exact quantities for metrics (:class:`ClosedForm`).
     name, info:
         A label and free-form metadata recorded with results (sizes, seeds, conditioning).
+    resample:
+        For episodic problems (few-shot meta-learning): ``resample(k)`` installs the data that ``f`` and
+        ``g`` see during outer step ``k`` (its meta-batch of tasks). :func:`bilevel.run` calls it before
+        every step, outside the timed region; ``None`` for problems whose data never change.
     """
 
     f: Objective
@@ -80,6 +84,7 @@ class BilevelProblem:
     closed_form: ClosedForm | None = None
     name: str = "custom"
     info: dict = field(default_factory=dict)
+    resample: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.f) or not callable(self.g):
