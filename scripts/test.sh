@@ -32,11 +32,15 @@ for f in .test/figures/quadratic_hypergradient.png .test/figures/logistic_hyperg
   .test/figures/sogd_regret.png .test/figures/tables/sogd_comparison.md .test/figures/notebooks/sogd.ipynb \
   .test/figures/sogd_attack.png .test/figures/sogd_loss_tuning.png .test/figures/sogd_sweeps.png \
   .test/figures/tables/sogd_sweeps.summary.md .test/figures/tables/sogd_loss_tuning.summary.tex \
-  .test/results/models/sogd_attack.json; do
+  .test/results/models/sogd_attack.json .test/figures/fsba_fig4_meta.png \
+  .test/figures/tables/fsba_fig4_meta.summary.md; do
   [ -s "$f" ] || { echo "smoke workflow did not write $f" >&2; exit 1; }
 done
 grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.csv \
   || { echo "smoke workflow: the diverging run was not marked diverged" >&2; exit 1; }
+# GPU-rule jobs remove their checkpoints once complete
+! ls -d .test/results/fsba_fig4_meta/*/seed*.checkpoints/*.pt 2>/dev/null \
+  || { echo "smoke workflow: finished few-shot jobs left checkpoints behind" >&2; exit 1; }
 step "pytest"
 pytest -q
 echo "== all checks passed in $((SECONDS - start)) s"

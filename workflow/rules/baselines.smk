@@ -45,6 +45,37 @@ rule run_job:
         "../scripts/run_job.py"
 
 
+# The same job for GPU experiments (few-shot meta-learning): one GPU when the machine has one (Snakemake 9
+# resource convention gpu=1; the SLURM profile maps it to --gpus), the CPU otherwise (device "auto").
+# Interrupted jobs resume from <output stem>.checkpoints/ when re-run.
+rule run_gpu_job:
+    input:
+        datasets=lambda wc: experiment_datasets(wc.experiment),
+    output:
+        csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
+        provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",
+    wildcard_constraints:
+        experiment=GPU_EXPERIMENT_PATTERN,
+    log:
+        f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],
+    script:
+        "../scripts/run_job.py"
+
+
+ruleorder: run_gpu_job > run_job
+
+
 rule aggregate:
     input:
         lambda wc: job_results(wc.experiment),

@@ -19,6 +19,15 @@ FIGURES = config["figures_dir"]
 LOGS = config["logs_dir"]
 
 
+def gpu_experiments():
+    """Experiments whose jobs run on a GPU when present (rule run_gpu_job)."""
+    return [e for e in config["experiments"] if get_experiment(e).gpu]
+
+
+# run_gpu_job produces the job files of GPU experiments, run_job those of all others
+GPU_EXPERIMENT_PATTERN = "|".join(gpu_experiments()) or "(?!)"
+
+
 wildcard_constraints:
     experiment="[a-z0-9_]+",
     dataset="[a-z0-9][a-z0-9-]*",

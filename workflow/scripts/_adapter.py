@@ -1,4 +1,5 @@
-"""Shared set-up of the rule scripts: import path of the package and logging to the rule's log file."""
+"""Shared set-up of the rule scripts: import path of the package, the job's thread count, logging to the
+rule's log file."""
 
 import contextlib
 import logging
@@ -7,10 +8,15 @@ from pathlib import Path
 
 
 def setup(snakemake):
-    """Make ``bilevel`` importable from the source tree and send stdout/stderr to the rule's log.
+    """Make ``bilevel`` importable from the source tree, limit torch to the job's declared threads (jobs
+    running side by side must not oversubscribe the cores: their timings are measurements), and send
+    stdout/stderr to the rule's log.
 
     Returns a context manager; use ``with setup(snakemake): ...``.
     """
+    import torch  # every rule script uses the package, which imports torch
+
+    torch.set_num_threads(max(1, int(snakemake.threads)))
     src = Path(snakemake.scriptdir).resolve().parents[1] / "src"
     if str(src) not in sys.path:
         sys.path.insert(0, str(src))
@@ -22,3 +28,4 @@ def setup(snakemake):
         stack.enter_context(contextlib.redirect_stderr(log))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     return stack
+

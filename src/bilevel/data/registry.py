@@ -75,6 +75,13 @@ class DatasetSpec:
     offline_verified: bool = False
     array_sha256: str | None = None
     notes: str = ""
+    #: further official datasets this stand-in may replace (the few-shot sets), besides ``stand_in_for``
+    also_for: tuple[str, ...] = ()
+
+    @property
+    def stands_in_for(self) -> tuple[str, ...]:
+        """Every official dataset this stand-in may replace."""
+        return ((self.stand_in_for,) if self.stand_in_for else ()) + self.also_for
 
     def split_files(self, splits=None) -> list[FileSpec]:
         """Files needed for ``splits`` (all splits when None), without duplicates, in order."""
@@ -210,6 +217,7 @@ _add(DatasetSpec(
     homepage="https://dejavu-fonts.github.io/",
     shapes={"all": "148 characters x 20 drawings, 28 x 28 (Latin, digits, Greek, Cyrillic, Armenian)"},
     notes="specs/datasets.md 3.10 option 3; characters that render like an earlier one are dropped.",
+    also_for=("fc100", "miniimagenet"),
 ))
 _add(DatasetSpec(
     "fashion-mnist", "Fashion-MNIST (Zalando)", _FASHION,
@@ -278,6 +286,7 @@ _add(DatasetSpec(
     homepage="https://github.com/brendenlake/omniglot",
     shapes={"background": "242 characters x 20 drawings, 105 x 105 (8 alphabets)"},
     notes="Greek and Latin appear in both small sets; each character is kept once.",
+    also_for=("fc100", "miniimagenet"),
 ))
 
 

@@ -62,6 +62,10 @@ class Experiment:
     requires: tuple[str, ...] = ()
     #: ``tables(rows, experiment_config) -> [table data]`` replaces the summary table (e.g. sweep grids)
     tables: Callable[[pd.DataFrame, dict], list[dict]] | None = None
+    #: GPU jobs (rule ``run_gpu_job``: ``resources: gpu=1``, the GPU environment, device "auto" by default)
+    gpu: bool = False
+    #: ``run_job`` accepts ``checkpoint_dir`` and resumes interrupted runs from it
+    checkpoints: bool = False
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

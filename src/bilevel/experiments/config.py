@@ -123,12 +123,14 @@ def check_data(data_cfg: dict) -> None:
                                   f"splits: {', '.join(data.get(name).files)}")
     for i, name in enumerate(data_cfg.get("download", [])):
         known(name, f"data.download[{i}]")
-    for official, stand_in in data_cfg.get("stand_ins", {}).items():
+    for official, chain in data_cfg.get("stand_ins", {}).items():
         known(official, f"data.stand_ins.{official}")
-        known(stand_in, f"data.stand_ins.{official}")
-        if data.get(stand_in).stand_in_for != official:
-            raise ConfigError(f"data.stand_ins.{official}: {stand_in!r} is not a stand-in for {official!r} "
-                              f"(it stands in for {data.get(stand_in).stand_in_for!r})")
+        for stand_in in [chain] if isinstance(chain, str) else chain:
+            known(stand_in, f"data.stand_ins.{official}")
+            spec = data.get(stand_in)
+            if official not in spec.stands_in_for:
+                raise ConfigError(f"data.stand_ins.{official}: {stand_in!r} is not a stand-in for {official!r} "
+                                  f"(it stands in for {', '.join(spec.stands_in_for) or 'nothing'})")
 
 
 def check_config(config: dict) -> dict:

@@ -7,6 +7,7 @@ Both return schema rows (:mod:`bilevel.results`). The job seed selects the probl
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -16,7 +17,7 @@ from .. import problems as problem_registry
 from ..methods.base import HypergradientMethod
 from ..oracle import Oracle
 from ..results import tidy
-from ..run import Clock, run
+from ..run import Checkpoint, Clock, run
 from .config import ConfigError, method_spec
 
 
@@ -87,30 +88,39 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
 
 
 def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
-                     progress=False, phase: str = "optimization", overrides: dict | None = None) -> pd.DataFrame:
+                     progress=False, phase: str = "optimization", overrides: dict | None = None,
+                     checkpoint_dir=None) -> pd.DataFrame:
     """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget and
     optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters). A method's
     own ``budget`` entry overrides the section's budget keys (e.g. more iterations for a cheaper method,
-    so that every method gets a comparable wall time)."""
+    so that every method gets a comparable wall time). With ``checkpoint_dir``, the run saves
+    ``<checkpoint_dir>/<phase>.pt`` every ``checkpoint_every`` steps (default 50) and resumes from it."""
     section = {**exp_cfg["optimization"], **exp_cfg["methods"][label].get("budget", {})}
     problem = build_problem(exp_cfg, seed, device, overrides)
     mname, params = method_spec(exp_cfg, label, "optimization")
     method = method_registry.make(mname, **params)
     target = section.get("target")
+    checkpoint = None if checkpoint_dir is None else \
+        Checkpoint(f"{checkpoint_dir}/{phase}.pt", int(section.get("checkpoint_every", 50)))
     result = run(method, problem, max_iters=section.get("max_iters"), max_oracle_calls=section.get("max_oracle_calls"),
                  max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
-                 progress=progress, target=None if target is None else (target["metric"], target["fraction"]))
+                 progress=progress, target=None if target is None else (target["metric"], target["fraction"]),
+                 checkpoint=checkpoint)
     return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))
 
 
 def case_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
-              progress=False) -> pd.DataFrame:
+              progress=False, checkpoint_dir=None) -> pd.DataFrame:
     """One :func:`optimization_run` per entry of the experiment's ``cases`` (named problem-parameter
     overrides, e.g. dataset × noise rate), each labelled with its case name as the phase; a single
     ``optimization`` phase when there are no cases."""
     cases = exp_cfg.get("cases") or {"optimization": {}}
-    return pd.concat([optimization_run(exp_name, exp_cfg, label, seed, device, progress=progress, phase=case,
-                                       overrides=overrides) for case, overrides in cases.items()], ignore_index=True)
+    rows = pd.concat([optimization_run(exp_name, exp_cfg, label, seed, device, progress=progress, phase=case,
+                                       overrides=overrides, checkpoint_dir=checkpoint_dir)
+                      for case, overrides in cases.items()], ignore_index=True)
+    if checkpoint_dir is not None and Path(checkpoint_dir).is_dir() and not any(Path(checkpoint_dir).iterdir()):
+        Path(checkpoint_dir).rmdir()  # every case completed: nothing left to resume
+    return rows
 
 
 def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",

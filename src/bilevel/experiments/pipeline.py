@@ -30,6 +30,13 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
+def checkpoint_dir(out: str | Path) -> Path:
+    """Where a job writing ``out`` keeps its resumable checkpoints (not a workflow output, so an interrupted
+    job's checkpoints survive until the re-run resumes and completes)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.checkpoints")
+
+
 def execute_job(config: dict, experiment: str, label: str, seed: int, out: str | Path, progress=False) -> pd.DataFrame:
     """Run one (experiment, method label, seed) job and write its rows and provenance atomically."""
     exp_cfg = config["experiments"][experiment]
@@ -37,13 +44,15 @@ def execute_job(config: dict, experiment: str, label: str, seed: int, out: str |
     if label not in exp_cfg["methods"]:
         raise KeyError(f"experiments.{experiment}.methods has no method {label!r}; "
                        f"configured: {', '.join(exp_cfg['methods'])}")
-    device = resolve_device(config.get("device", "cpu"))
+    device = resolve_device(exp_cfg.get("device", config.get("device", "cpu")))
     torch.manual_seed(int(seed))  # belt and braces: methods draw from their own generator
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))
     started = time.perf_counter()
+    definition = get_experiment(experiment)
+    extra = {"checkpoint_dir": checkpoint_dir(out)} if definition.checkpoints else {}
     with data.track_usage() as datasets:
-        rows = get_experiment(experiment).run_job(exp_cfg, label, int(seed), device=device, progress=progress)
+        rows = definition.run_job(exp_cfg, label, int(seed), device=device, progress=progress, **extra)
     record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg},
                         seed=int(seed), device=device, datasets=datasets,
                         extra={"wall_seconds": round(time.perf_counter() - started, 3),
