@@ -54,12 +54,12 @@ rule run_gpu_job:
     output:
         csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
         provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",
-    wildcard_constraints:
-        experiment=GPU_EXPERIMENT_PATTERN,
     log:
         f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        experiment=GPU_EXPERIMENT_PATTERN,
     conda:
         "../../envs/gpu.yaml"
     threads: 1
