@@ -210,47 +210,68 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path):
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import sys, time, torch
+    import sys, time
     sys.path.insert(0, {src!r})
-    from bilevel import data, methods, problems
-    from bilevel.run import Checkpoint, run
-    data.configure(seed_dirs=[], stand_ins={{"fc100": ["glyphs"]}})
-    prob = problems.make("few_shot", **{small!r}, seed=0, dtype=torch.float64)
-    method = methods.make("itd", inner_steps=3, inner_lr=0.1, reverse="split", outer_optimizer="adam",
-                          outer_lr=0.003, warm_start=False)
-    slow = {slow}
-    if slow:
-        original = prob.resample
-        def resample(k):
-            time.sleep(0.5)
-            original(k)
-        prob.resample = resample
-    trace = run(method, prob, max_iters=8, eval_every=2, seed=2, checkpoint=Checkpoint({path!r}, every=2),
-                progress=lambda line: print(line, flush=True)).trace
-    trace.drop(columns=["time"]).to_csv({out!r}, index=False)
+    from bilevel.experiments.pipeline import execute_job
+    from bilevel.methods.itd import ITD
+    if {slow}:  # a slow job, so that the test can kill it after its first checkpoint
+        step = ITD.step
+        def slow_step(self, oracle, state):
+            time.sleep(0.4)
+            return step(self, oracle, state)
+        ITD.step = slow_step
+    config = {config!r}
+    execute_job(config, "fsba_fig4_meta", "itd", 1, {out!r}, progress=True)
 """)
 
 
-def test_a_killed_process_resumes_from_its_last_checkpoint(tmp_path):
-    path, out = tmp_path / "ckpt.pt", tmp_path / "rows.csv"
+def _job_config(results: Path) -> dict:
+    section = {
+        "device": "cpu",
+        "problem": {"name": "few_shot", "params": {k: v for k, v in SMALL.items() if k != "dataset"}},
+        "cases": {"fc100": {"dataset": "fc100"}},
+        "seeds": [1],
+        "methods": {"itd": {"method": "itd", "params": {"inner_steps": 3, "inner_lr": 0.1, "reverse": "split",
+                                                        "outer_optimizer": "adam", "outer_lr": 0.003}}},
+        "optimization": {"max_iters": 8, "eval_every": 2, "checkpoint_every": 2},
+    }
+    return {"results_dir": str(results), "device": "cpu", "experiments": {"fsba_fig4_meta": section},
+            "data": {"seed_dirs": [], "stand_ins": {"fc100": ["glyphs"]}}}
+
+
+def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path):
+    """The workflow's job function (rule run_gpu_job) killed by SIGKILL mid-run, then re-run: it resumes from
+    its last checkpoint and writes the rows of an uninterrupted job."""
+    from bilevel.experiments.pipeline import checkpoint_dir
+
+    out = tmp_path / "resumed" / "fsba_fig4_meta" / "itd" / "seed1.csv"
+    ckpt = checkpoint_dir(out) / "fc100.pt"
+    config = _job_config(tmp_path / "resumed")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
-    def script(slow, target):
-        return KILL_SCRIPT.format(src=str(ROOT / "src"), small=SMALL, slow=slow, path=str(path), out=str(target))
+    def script(slow, target, cfg):
+        return KILL_SCRIPT.format(src=str(ROOT / "src"), slow=slow, config=cfg, out=str(target))
 
-    proc = subprocess.Popen([sys.executable, "-c", script(True, out)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script(True, out, config)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not path.exists():
-        time.sleep(0.1)
-    assert path.exists(), "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)  # as a cluster would on a time limit
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    assert ckpt.exists(), "the job wrote no checkpoint"
+    proc.send_signal(signal.SIGKILL)  # as a cluster's time limit or a pre-emption would
     proc.wait()
     assert not out.exists()
-    step = torch.load(path, weights_only=True)["k"]
-    resumed = subprocess.run([sys.executable, "-c", script(False, out)], env=env, capture_output=True, text=True,
-                             check=True)
-    assert f"resumed from {path} at step {step}" in resumed.stdout
-    reference = tmp_path / "reference.csv"
-    subprocess.run([sys.executable, "-c", script(False, reference).replace(str(path), str(tmp_path / "other.pt"))],
-                   env=env, capture_output=True, text=True, check=True)
-    assert out.read_text() == reference.read_text()
+    step = torch.load(ckpt, weights_only=True)["k"]
+    assert 2 <= step < 8
+    resumed = subprocess.run([sys.executable, "-c", script(False, out, config)], env=env, capture_output=True,
+                             text=True, check=True)
+    assert f"resumed from {ckpt} at step {step}" in resumed.stderr + resumed.stdout
+    assert not checkpoint_dir(out).exists()  # removed once the job completed
+    reference = tmp_path / "reference" / "fsba_fig4_meta" / "itd" / "seed1.csv"
+    subprocess.run([sys.executable, "-c", script(False, reference, _job_config(tmp_path / "reference"))], env=env,
+                   capture_output=True, text=True, check=True)
+    import pandas as pd
+
+    a, b = pd.read_csv(out), pd.read_csv(reference)
+    cols = [c for c in a.columns if c != "time"]
+    assert len(a) == len(b) and a[cols].equals(b[cols])
