@@ -46,6 +46,30 @@ def test_class_splits_are_disjoint_and_cover_every_class():
     assert set(torch.unique(other["test"][1]).tolist()) != sets["test"]  # the split seed chooses the classes
 
 
+class _Splits:
+    """A stand-in for :class:`bilevel.data.Dataset`: ``splits`` and item access."""
+
+    def __init__(self, splits):
+        self.splits = splits
+
+    def __getitem__(self, split):
+        return self.splits[split]
+
+
+def test_official_splits_are_kept_and_grouped_omniglot_layout_is_flattened():
+    flat = {s: {"x": torch.zeros(6, 3, 4, 4, dtype=torch.uint8), "y": torch.tensor([0, 0, 1, 1, 2, 2]) + 10 * i}
+            for i, s in enumerate(("train", "val", "test"))}
+    parts = class_splits(_Splits(flat))
+    assert [sorted(torch.unique(parts[s][1]).tolist()) for s in ("train", "val", "test")] == \
+        [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
+    grouped = {"background": {"x": torch.ones(10, 4, 7, 7, dtype=torch.uint8), "y": torch.arange(10)}}  # Omniglot
+    parts = class_splits(_Splits(grouped), (0.6, 0.2, 0.2), split_seed=0)
+    assert sum(len(parts[s][0]) for s in parts) == 40 and parts["train"][0].shape[1:] == (1, 7, 7)
+    assert [len(torch.unique(parts[s][1])) for s in ("train", "val", "test")] == [6, 2, 2]
+    for s in parts:  # the 4 drawings of a character keep its label
+        assert all(int((parts[s][1] == c).sum()) == 4 for c in torch.unique(parts[s][1]))
+
+
 def test_episodes_have_exact_shapes_labels_and_are_reproducible():
     images = torch.arange(12 * 10, dtype=torch.float32).reshape(120, 1, 1, 1).expand(120, 1, 4, 4).contiguous()
     labels = torch.arange(12).repeat_interleave(10)
