@@ -180,15 +180,16 @@ def _is_plain(t: torch.Tensor) -> bool:
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
+def _logits(features: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Class scores (B, n, N) of heads (B, N, F+1) (weights, then the bias) on features (B, n, F)."""
+    return torch.einsum("bnf,bcf->bnc", features, heads[..., :-1]) + heads[..., -1][:, None, :]
+
+
 def _head_loss(features: torch.Tensor, heads: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-task mean cross-entropy (B,) of heads (B, N, F+1) on features (B, n, F), labels (B, n)."""
-    logits = torch.einsum("bnf,bcf->bnc", features, heads[..., :-1]) + heads[..., -1][:, None, :]
+    logits = _logits(features, heads)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none") \
         .reshape(labels.shape).mean(dim=1)
-
-
-def _logits(features, heads):
-    return torch.einsum("bnf,bcf->bnc", features, heads[..., :-1]) + heads[..., -1][:, None, :]
 
 
 def fit_heads(features: torch.Tensor, labels: torch.Tensor, n_way: int, reg: float, steps: int) -> torch.Tensor:
