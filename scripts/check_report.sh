@@ -2,7 +2,7 @@
 # Build the Snakemake HTML report of a finished run and check that it renders in headless Chromium:
 # the rendered DOM must list the report's categories, and a screenshot is written beside the report.
 # Usage: bash scripts/check_report.sh [CONFIGFILE] [OUT.html]   (default: the default config, report.html)
-# Needs chromium (Debian: apt-get install chromium). Part of issue 9; not yet in the test command.
+# Needs chromium (scripts/system_deps.sh chromium installs it as root). Run by scripts/test.sh on the smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-}
@@ -15,7 +15,7 @@ snakemake "${args[@]}" --report "$out" >/dev/null 2>&1 || { echo "check_report: 
 url="file://$(realpath "$out")"
 flags=(--headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=15000)
 dom=$(chromium "${flags[@]}" --dump-dom "$url" 2>/dev/null)
-for category in figures claims datasets tables provenance; do
+for category in figures claims datasets tables runtimes provenance; do
   grep -qi "$category" <<<"$dom" || { echo "check_report: category '$category' not rendered in $out" >&2; exit 1; }
 done
 chromium "${flags[@]}" --window-size=1400,1000 --screenshot="${out%.html}.png" "$url" >/dev/null 2>&1

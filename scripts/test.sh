@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite (README command 2, and what .ci/run runs):
-# unit tests, ruff, snakemake --lint, snakefmt --check, and the smoke workflow (.test/ config).
+# The whole test suite (README command 2, and what .ci/run runs): ruff, snakemake --lint, snakefmt
+# --check, the smoke workflow (.test/ config), unit tests, and two system checks: the HTML report
+# rendered in headless Chromium and the smoke workflow through a real single-node SLURM cluster.
+# The system checks need chromium / slurm-wlm + munge, which scripts/system_deps.sh installs when run
+# as root; where that is impossible they are reported as NOT RUN, unless BILEVEL_SYSTEM_CHECKS=require
+# (set by .ci/run) makes that a failure. BILEVEL_SYSTEM_CHECKS=skip leaves them out deliberately.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,6 +20,8 @@ step "snakefmt --check"
 snakefmt --check Snakefile workflow/rules
 step "smoke workflow: every rule on the .test/ config"
 rm -rf .test/results .test/figures .test/logs .test/data
+# every rule script may import only what its rule's conda environment provides (workflow/scripts/_env_guard.py)
+export BILEVEL_CHECK_RULE_ENVS=1
 snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules
 # the download target too (its smoke list resolves locally: seed file or exact rebuild, never the network)
 snakemake --cores 2 --configfile .test/config/config.yaml --quiet rules -- download
@@ -43,4 +49,28 @@ grep -q ',diverged$' .test/results/quadratic_hypergradient/aid-diverging/seed1.c
   || { echo "smoke workflow: finished few-shot jobs left checkpoints behind" >&2; exit 1; }
 step "pytest"
 pytest -q
+
+system_checks=${BILEVEL_SYSTEM_CHECKS:-auto}
+not_run=()
+system_deps() {  # system_deps GROUP: 0 when the check can run
+  [ "$system_checks" = skip ] && { not_run+=("$1 (BILEVEL_SYSTEM_CHECKS=skip)"); return 1; }
+  bash scripts/system_deps.sh "$1" && return 0
+  [ "$system_checks" = require ] && { echo "system check '$1' required but its tools are missing" >&2; exit 1; }
+  not_run+=("$1 (tools missing, see above)")
+  return 1
+}
+step "HTML report (snakemake --report) rendered in headless Chromium"
+if system_deps chromium; then
+  bash scripts/check_report.sh .test/config/config.yaml .test/figures/report.html
+fi
+step "SLURM: the smoke workflow through a real single-node cluster equals the local smoke run"
+if [ "$(id -u)" != 0 ] && [ "$system_checks" != skip ]; then
+  [ "$system_checks" = require ] && { echo "the SLURM check needs root (it starts slurmctld/slurmd)" >&2; exit 1; }
+  not_run+=("slurm (needs root)")
+elif system_deps slurm; then
+  BILEVEL_SMOKE_RESULTS=.test/results pytest -q -m slurm -p no:cacheprovider tests/test_slurm.py
+fi
+if [ ${#not_run[@]} -gt 0 ]; then
+  echo "== NOT RUN: ${not_run[*]}"
+fi
 echo "== all checks passed in $((SECONDS - start)) s"

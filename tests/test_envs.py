@@ -1,6 +1,9 @@
 """Conda environments (used with --sdm conda by users; conda cannot run here): lint them."""
 
+import importlib.metadata as metadata
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -45,3 +48,55 @@ def test_every_rule_names_an_existing_env():
         assert len(envs) == len(rules), f"{smk.name}: every rule needs a conda: environment"
         for env in envs:
             assert (smk.parent / env).resolve().is_file(), f"{smk.name}: {env} not found"
+
+
+def _guard():
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    try:
+        import _env_guard
+    finally:
+        sys.path.pop(0)
+    return _env_guard
+
+
+def test_the_guard_finds_every_rules_environment():
+    rules = set()
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        rules |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.M))
+    envs = _guard().rule_envs(ROOT / "workflow/rules")
+    assert set(envs) == rules
+    assert envs["run_gpu_job"].name == "gpu.yaml" and envs["plot"].name == "plot.yaml"
+    assert envs["notebook"].name == "notebook.yaml" and envs["run_job"].name == "cpu.yaml"
+
+
+def test_the_guard_blocks_packages_outside_the_rules_environment():
+    """In a fresh interpreter: under rule plot's guard matplotlib imports, scikit-learn does not."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "workflow/scripts")!r})
+import _env_guard
+_env_guard.install("plot", {str(ROOT / "workflow/rules")!r})
+import importlib.metadata, importlib.util
+import matplotlib.pyplot, pandas, torch
+assert importlib.util.find_spec("sklearn") is None
+assert importlib.metadata.version("matplotlib")
+try:
+    importlib.metadata.version("scikit-learn")
+except importlib.metadata.PackageNotFoundError:
+    print("NO METADATA scikit-learn")
+try:
+    import sklearn
+except ModuleNotFoundError as err:
+    print("BLOCKED", err)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "BLOCKED No module named 'sklearn'" in out.stdout and "NO METADATA scikit-learn" in out.stdout
+    assert "env guard: sklearn (distribution scikit-learn) is hidden: not in plot.yaml" in out.stderr
+
+
+def test_installed_versions_are_the_pinned_ones():
+    """The environment the tests and the workflow run in here is the one the env files pin."""
+    for name, version in _requirements().items():
+        installed = metadata.version(name).split("+")[0]  # torch 2.13.0+cpu
+        assert installed == version, f"{name}: installed {installed}, requirements.txt pins {version}"

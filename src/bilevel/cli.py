@@ -1,5 +1,6 @@
 """Command line: ``bilevel list``, ``bilevel run EXPERIMENT --method M --seed S --out PATH``,
-``bilevel data status`` (which official files are where) and ``bilevel data fetch NAME [--download]``."""
+``bilevel data status`` (which official files are where), ``bilevel data fetch NAME [--download]`` and
+``bilevel runtimes`` (the README's runtime column from a run's benchmark files)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,24 @@ def _cmd_data_fetch(args) -> int:
     return 0
 
 
+def _cmd_runtimes(args) -> int:
+    from .experiments.runtimes import runtimes_markdown, update_readme
+
+    if not Path(args.benchmarks).is_dir():
+        print(f"bilevel: {args.benchmarks} not found (run the workflow first)", file=sys.stderr)
+        return 2
+    if args.readme is None:
+        print(runtimes_markdown(args.benchmarks), end="")
+        return 0
+    try:
+        update_readme(args.readme, args.benchmarks)
+    except (OSError, ValueError) as err:
+        print(f"bilevel: {err}", file=sys.stderr)
+        return 2
+    print(f"updated the runtime column of {args.readme} from {args.benchmarks}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bilevel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "fetch":
             p.add_argument("names", nargs="+", help="dataset names (bilevel data status lists them)")
             p.add_argument("--download", action="store_true", help="allow downloading missing official files")
+    p_times = sub.add_parser("runtimes", help="runtimes from a run's benchmark files (print, or fill the README)")
+    p_times.add_argument("--benchmarks", default="results/benchmarks", help="the run's benchmark directory")
+    p_times.add_argument("--readme", default=None, help="rewrite this README's runtime column (between its markers)")
+    p_times.set_defaults(func=_cmd_runtimes)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -38,6 +38,8 @@ LABEL_COLUMNS = ("experiment", "phase", "problem", "dataset", "stand_in", "metho
 OPTIONAL_LABELS = {"dataset": "", "stand_in": ""}
 ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value", "status")
 TIME_COLUMNS = ("time",)
+#: metrics that are wall-clock measurements (differ between two runs of the same seed)
+TIME_METRICS = ("cumulative_time",)
 PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "snakemake", "bilevel")
 
 
@@ -68,6 +70,13 @@ def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:
         long[key] = canonical_json(value) if key == "params" else value
     long = long.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
     return long[list(ROW_COLUMNS)]
+
+
+def without_times(rows: pd.DataFrame) -> pd.DataFrame:
+    """Result rows with the wall-clock measurements removed (``TIME_COLUMNS`` dropped, values of
+    ``TIME_METRICS`` blanked): what two runs of the same seed must reproduce exactly."""
+    rows = rows.drop(columns=[c for c in TIME_COLUMNS if c in rows.columns])
+    return rows.assign(value=rows["value"].where(~rows["metric"].isin(TIME_METRICS)))
 
 
 @contextlib.contextmanager
@@ -148,13 +157,27 @@ def device_description(device=None) -> dict:
     return info
 
 
+#: batch-scheduler variables recorded with a result (which cluster job, node and resources produced it)
+SCHEDULER_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_CPUS_PER_TASK", "SLURM_MEM_PER_NODE",
+                       "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES")
+
+
+def scheduler_description() -> dict | None:
+    """The SLURM job a result was computed in (its variables that are set), None outside SLURM."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    return {name.lower(): os.environ[name] for name in SCHEDULER_VARIABLES if name in os.environ}
+
+
 def provenance(config=None, *, seed=None, device=None, datasets=(), extra=None) -> dict:
-    """Provenance record: git commit, package versions, device, config and its hash, datasets used."""
+    """Provenance record: git commit, package versions, device, scheduler job, config and its hash,
+    datasets used."""
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": _git_commit(),
         "versions": _versions(),
         "device": device_description(device),
+        "scheduler": scheduler_description(),
         "config": config,
         "config_hash": config_hash(config) if config is not None else None,
         "seed": seed,

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM cluster (munged + slurmctld + slurmd) on this machine, all state under DIR.
+# The node declares one GPU as a generic resource (gres.conf with a stand-in device file) so that the workflow's GPU
+# rules (resources: gpu=1 -> sbatch --gpus=1) are scheduled as on a GPU cluster; without a CUDA device
+# their jobs run on the CPU (device "auto").
 # Usage: bash tests/slurm/start_cluster.sh DIR      -> writes DIR/slurm.conf; export SLURM_CONF=DIR/slurm.conf
 #        bash tests/slurm/start_cluster.sh DIR stop
 # Needs Debian's slurm-wlm and munge packages and root (the daemons run as root here); used by
@@ -7,10 +10,21 @@
 set -euo pipefail
 dir=$(realpath -m "${1:?usage: start_cluster.sh DIR [stop]}")
 if [ "${2:-}" = stop ]; then
-  for name in slurmd slurmctld; do
-    [ -f "$dir/$name.pid" ] && kill "$(cat "$dir/$name.pid")" 2>/dev/null || true
-  done
-  [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$dir/slurm.conf" ] && rm -f /etc/slurm/slurm.conf
+  # the daemons of THIS cluster (started with -f DIR/slurm.conf), then their job steps
+  ours=$(pgrep -f "slurm(ctld|d) -f $dir/slurm.conf" || true)
+  if [ -n "$ours" ]; then
+    SLURM_CONF="$dir/slurm.conf" scancel --full --user "$(id -un)" 2>/dev/null || true
+    kill $ours 2>/dev/null || true
+    for _ in $(seq 1 10); do
+      pgrep -f "slurm(ctld|d) -f $dir/slurm.conf" >/dev/null || break
+      sleep 1
+    done
+    kill -9 $(pgrep -f "slurm(ctld|d) -f $dir/slurm.conf") 2>/dev/null || true
+    pkill -9 -x slurmstepd 2>/dev/null || true
+  fi
+  if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$dir/slurm.conf" ]; then
+    rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
+  fi
   exit 0
 fi
 for tool in slurmctld slurmd munged sbatch; do
@@ -44,9 +58,12 @@ MpiDefault=none
 ReturnToService=2
 MinJobAge=600
 SchedulerType=sched/backfill
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+GresTypes=gpu
+NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
+# SLURM drops a GPU without a device file; /dev/null stands in for /dev/nvidia0 (no cgroup enforcement here)
+printf 'AutoDetect=off\nNodeName=%s Name=gpu File=/dev/null\n' "$host" > "$dir/gres.conf"
 if ! pgrep -x munged >/dev/null; then
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown -R munge:munge /run/munge /var/log/munge /var/lib/munge
@@ -59,6 +76,7 @@ export SLURM_CONF="$dir/slurm.conf"
 mkdir -p /etc/slurm
 if [ ! -e /etc/slurm/slurm.conf ] || [ -L /etc/slurm/slurm.conf ]; then
   ln -sfn "$SLURM_CONF" /etc/slurm/slurm.conf
+  ln -sfn "$dir/gres.conf" /etc/slurm/gres.conf
 else
   echo "start_cluster: /etc/slurm/slurm.conf exists and is not ours; jobs may use it" >&2
 fi

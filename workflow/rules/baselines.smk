@@ -1,6 +1,10 @@
 # Run -> aggregate -> plot for every experiment of the configuration (shared baselines and papers).
 
 
+localrules:
+    aggregate,  # concatenates the run CSVs: on a cluster, on the submitting host
+
+
 rule train_classifier:
     input:
         datasets=lambda wc: experiment_datasets(wc.experiment),
@@ -112,5 +116,9 @@ rule plot:
         "../../envs/plot.yaml"
     params:
         section=lambda wc: config["experiments"][wc.experiment],
+        # the report's caption (workflow/report/figure.rst)
+        paper=lambda wc: get_experiment(wc.experiment).paper,
+        title=lambda wc: get_experiment(wc.experiment).title,
+        claims=lambda wc: [c.statement for c in get_experiment(wc.experiment).claims],
     script:
         "../scripts/plot.py"

@@ -3,9 +3,13 @@
 # everything in data.download (the default config lists what config/paper.yaml needs).
 
 
+# On a cluster these run on the submitting host: downloads need the network (compute nodes often have
+# none) and the other two only read small files.
 localrules:
     download,
     download_dataset,
+    fetch_dataset,
+    datasets_table,
 
 
 rule fetch_dataset:

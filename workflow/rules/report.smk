@@ -1,6 +1,14 @@
 # Claims report and executed notebooks.
 
 
+# Seconds of bookkeeping on small files: on a cluster they run on the submitting host, not as jobs.
+localrules:
+    claims,
+    table,
+    summary,
+    runtimes,
+
+
 rule claims:
     input:
         expand(

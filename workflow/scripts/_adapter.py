@@ -3,17 +3,23 @@ rule's log file."""
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def setup(snakemake):
-    """Make ``bilevel`` importable from the source tree, limit torch to the job's declared threads (jobs
+    """Make ``bilevel`` importable from the source tree (with ``BILEVEL_CHECK_RULE_ENVS=1``, only the
+    packages of the rule's conda environment besides), limit torch to the job's declared threads (jobs
     running side by side must not oversubscribe the cores: their timings are measurements), and send
     stdout/stderr to the rule's log.
 
     Returns a context manager; use ``with setup(snakemake): ...``.
     """
+    if os.environ.get("BILEVEL_CHECK_RULE_ENVS") == "1":  # the test command's smoke run: see _env_guard
+        import _env_guard
+
+        _env_guard.install(snakemake.rule, Path(snakemake.scriptdir).resolve().parent / "rules")
     import torch  # every rule script uses the package, which imports torch
 
     torch.set_num_threads(max(1, int(snakemake.threads)))
