@@ -68,7 +68,10 @@ if [ "$(id -u)" != 0 ] && [ "$system_checks" != skip ]; then
   [ "$system_checks" = require ] && { echo "the SLURM check needs root (it starts slurmctld/slurmd)" >&2; exit 1; }
   not_run+=("slurm (needs root)")
 elif system_deps slurm; then
-  BILEVEL_SMOKE_RESULTS=.test/results pytest -q -m slurm -p no:cacheprovider tests/test_slurm.py
+  # three experiments that exercise every rule (CPU runs, GPU runs, a classifier, plots, notebooks, and the
+  # local bookkeeping rules); the whole smoke DAG through SLURM takes ~20 min here: pytest -m slurm
+  BILEVEL_SMOKE_RESULTS=.test/results BILEVEL_SLURM_EXPERIMENTS=quadratic_hypergradient,zoba_attack,fsba_fig4_meta \
+    pytest -q -m slurm -p no:cacheprovider tests/test_slurm.py
 fi
 if [ ${#not_run[@]} -gt 0 ]; then
   echo "== NOT RUN: ${not_run[*]}"
