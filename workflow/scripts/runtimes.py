@@ -3,6 +3,6 @@
 from _adapter import setup
 
 with setup(snakemake):  # noqa: F821
-    from bilevel.experiments.pipeline import write_runtimes
+    from bilevel.experiments.runtimes import write_runtimes
 
     write_runtimes(snakemake.params.benchmarks, snakemake.output[0])  # noqa: F821

@@ -164,32 +164,6 @@ def write_table(name: str, md_out: str | Path, tex_out: str | Path) -> None:
             tmp.write_text(tables.render(name, fmt))
 
 
-def runtimes_markdown(benchmark_dir: str | Path) -> str:
-    """Measured runtimes of this run, from Snakemake's ``benchmark:`` files: per rule and target, the
-    number of jobs, min / max / total wall seconds and the largest resident memory."""
-    rows = []
-    for tsv in sorted(Path(benchmark_dir).rglob("*.tsv")):
-        rel = tsv.relative_to(benchmark_dir)
-        rule, target = rel.parts[0], rel.parts[1].removesuffix(".tsv")
-        bench = pd.read_csv(tsv, sep="\t")
-        rows.append({"rule": rule, "target": target, "s": float(bench["s"].iloc[0]),
-                     "max_rss": float(pd.to_numeric(bench["max_rss"], errors="coerce").iloc[0])})
-    lines = ["# Runtimes of this run", "", "From Snakemake's `benchmark:` files (`results/benchmarks/`), one job each; "
-             "memory is the largest resident set size of a job.", "",
-             "| rule | target | jobs | min s | max s | total s | max RSS (MB) |", "|---|---|---|---|---|---|---|"]
-    if rows:
-        table = pd.DataFrame(rows).groupby(["rule", "target"], sort=True).agg(
-            jobs=("s", "size"), low=("s", "min"), high=("s", "max"), total=("s", "sum"), rss=("max_rss", "max"))
-        for (rule, target), r in table.iterrows():
-            lines.append(f"| {rule} | {target} | {int(r.jobs)} | {r.low:.1f} | {r.high:.1f} | {r.total:.1f} | {r.rss:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_runtimes(benchmark_dir: str | Path, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        tmp.write_text(runtimes_markdown(benchmark_dir))
-
-
 def models_dir(config: dict) -> Path:
     """Where trained classifiers are cached: ``<results_dir>/models``."""
     return Path(config.get("results_dir", "results")) / "models"
