@@ -63,7 +63,7 @@ def test_smoke_workflow_through_slurm_matches_local(tmp_path):
         for name in names:
             cfg = {**smoke, **{k: str(tmp_path / name / k) for k in ("results_dir", "figures_dir", "logs_dir")}}
             path = tmp_path / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(cfg))
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))  # config order = phase order of the rows
             args = ["--configfile", str(path), "--cores", "2"]
             if name == "slurm":
                 args += ["--profile", "profiles/slurm", "--jobs", "4", "--slurm-status-command", "squeue",
