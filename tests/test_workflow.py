@@ -112,3 +112,21 @@ def test_tables_render_from_their_data_files():
     bad["tables"] = ["no_such_table"]
     with pytest.raises(ConfigError, match=r"tables\[0\]: unknown table"):
         check_config(bad)
+
+
+def test_every_cluster_job_declares_its_resources():
+    """What the SLURM profile submits (every rule but the localrules and the target rules) declares
+    threads, mem_mb and runtime, and the GPU rule a GPU: the profile's defaults never decide a job."""
+    text = "\n".join(smk.read_text() for smk in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    local = set()
+    for block in re.findall(r"^localrules:\n((?:    .*\n)+)", text, re.M):
+        local |= set(re.findall(r"^    (\w+),", block, re.M))
+    rules = dict(re.findall(r"^rule (\w+):\n((?:(?:    .*)?\n)+)", text, re.M))
+    submitted = {name: body for name, body in rules.items() if name not in local and "output:" in body}
+    assert {"run_job", "run_gpu_job", "train_classifier", "plot", "notebook"} <= set(submitted)
+    for name, body in submitted.items():
+        assert re.search(r"^    threads: \d+", body, re.M), f"rule {name}: no threads"
+        for resource in ("mem_mb", "runtime"):
+            assert re.search(rf"^        {resource}=\d+", body, re.M), f"rule {name}: no {resource} resource"
+        assert ("gpu=1" in body) == (name == "run_gpu_job"), f"rule {name}: GPU resource"
+    assert {"aggregate", "summary", "claims", "fetch_dataset"} <= local

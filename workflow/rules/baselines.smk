@@ -114,6 +114,10 @@ rule plot:
         f"{RESULTS}/benchmarks/plot/{{experiment}}.tsv"
     conda:
         "../../envs/plot.yaml"
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=15,
     params:
         section=lambda wc: config["experiments"][wc.experiment],
         # the report's caption (workflow/report/figure.rst)

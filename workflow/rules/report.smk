@@ -44,6 +44,10 @@ rule notebook:
         f"{RESULTS}/benchmarks/notebooks/{{notebook}}.tsv"
     conda:
         "../../envs/notebook.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     script:
         "../scripts/execute_notebook.py"
 
