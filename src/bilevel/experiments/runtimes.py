@@ -18,7 +18,9 @@ import pandas as pd
 from ..results import atomic_path
 
 BEGIN, END = "<!-- runtimes:begin -->", "<!-- runtimes:end -->"
-RUNTIME_COLUMN = 3  # | paper | figure / table | target | measured runtime | hardware |
+# cells of a table row split on "|" (the leading "" before the first bar is cell 0):
+# | paper | figure / table | target | measured runtime | hardware |
+TARGET_CELL, RUNTIME_CELL = 3, 4
 
 
 def collect(benchmark_dir: str | Path) -> pd.DataFrame:
@@ -90,13 +92,13 @@ def fill_readme_table(text: str, benchmark_dir: str | Path) -> str:
     lines = []
     for line in body.split("\n"):
         cells = line.split("|")
-        if line.startswith("|") and len(cells) > RUNTIME_COLUMN + 2 and not set(cells[2].strip()) <= {"-"}:
-            target = cells[RUNTIME_COLUMN]
+        if line.startswith("|") and len(cells) > RUNTIME_CELL + 1 and not set(cells[2].strip()) <= {"-"}:
+            target = cells[TARGET_CELL]
             found = re.search(r"`figures/([a-z0-9_]+)\.png`", target)
             cell = (experiment_cell(table, found.group(1)) if found
                     else notebooks_cell(table) if "figures/notebooks/" in target else None)
             if cell is not None:
-                cells[RUNTIME_COLUMN + 1] = f" {cell} "
+                cells[RUNTIME_CELL] = f" {cell} "
                 line = "|".join(cells)
         lines.append(line)
     return head + BEGIN + "\n".join(lines) + END + tail
