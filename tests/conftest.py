@@ -21,3 +21,23 @@ def quad_small():
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+@pytest.fixture(scope="session")
+def workflow_rules(tmp_path_factory):
+    """Snakemake's own rule objects as data (the Snakefile's ``describe_rules()``, written when
+    ``BILEVEL_DESCRIBE_RULES`` is set), for the smoke configuration: name -> conda environment (a path, or
+    experiment -> path where it depends on the experiment), threads, resources, local or not."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("rules") / "rules.json"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", "--configfile",
+                           str(root / ".test/config/config.yaml")], cwd=root, capture_output=True, text=True,
+                          timeout=180, env={**os.environ, "BILEVEL_DESCRIBE_RULES": str(out)})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())

@@ -8,18 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 import bilevel
 from bilevel import data
 from bilevel.experiments import ConfigError, check_config
+from bilevel.experiments.config import load_config
 from bilevel.experiments.pipeline import aggregate_files, datasets_markdown, execute_job, fetch_dataset, plot_files, write_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_yaml(rel):
-    return yaml.safe_load((ROOT / rel).read_text())
+    """A configuration as the workflow resolves it: config/config.yaml, the overlay ``rel`` merged over it."""
+    return load_config() if rel == "config/config.yaml" else load_config(ROOT / rel)
 
 
 @pytest.fixture(autouse=True)

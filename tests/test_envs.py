@@ -1,11 +1,11 @@
 """Conda environments (used with --sdm conda by users; conda cannot run here): lint them."""
 
 import importlib.metadata as metadata
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +40,23 @@ def test_every_env_pins_versions_that_agree_with_requirements():
             assert pins.get(name.lower()) == version, f"{path.name}: {spec} disagrees with requirements.txt"
 
 
-def test_every_rule_names_an_existing_env():
-    for smk in (ROOT / "workflow/rules").glob("*.smk"):
-        text = smk.read_text()
-        rules = re.findall(r"^rule (\w+):", text, re.M)
-        envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', text)
-        assert len(envs) == len(rules), f"{smk.name}: every rule needs a conda: environment"
-        for env in envs:
-            assert (smk.parent / env).resolve().is_file(), f"{smk.name}: {env} not found"
+def test_every_rule_names_an_existing_env(workflow_rules):
+    """Every rule with a job (all but the target rules) declares a conda environment that exists; the job
+    rule's comes from its experiment: envs/gpu.yaml exactly for GPU experiments."""
+    import bilevel.experiments
+
+    for name, rule in workflow_rules.items():
+        if name in ("all", "download"):
+            continue
+        env = rule["conda"]
+        assert env is not None, f"rule {name}: no conda: environment"
+        for path in (env.values() if isinstance(env, dict) else [env]):
+            assert Path(path).is_file() and Path(path).parent == ROOT / "envs", f"rule {name}: {path}"
+    envs = workflow_rules["run_job"]["conda"]
+    assert {e: Path(p).name for e, p in envs.items()} == {
+        e: "gpu.yaml" if bilevel.experiments.get(e).gpu else "cpu.yaml" for e in envs}
+    assert Path(workflow_rules["plot"]["conda"]).name == "plot.yaml"
+    assert Path(workflow_rules["notebook"]["conda"]).name == "notebook.yaml"
 
 
 def _guard():
@@ -59,23 +68,23 @@ def _guard():
     return _env_guard
 
 
-def test_the_guard_finds_every_rules_environment():
-    rules = set()
-    for smk in (ROOT / "workflow/rules").glob("*.smk"):
-        rules |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.M))
-    envs = _guard().rule_envs(ROOT / "workflow/rules")
-    assert set(envs) == rules
-    assert envs["run_gpu_job"].name == "gpu.yaml" and envs["plot"].name == "plot.yaml"
-    assert envs["notebook"].name == "notebook.yaml" and envs["run_job"].name == "cpu.yaml"
+def test_the_guard_finds_every_rules_environment(workflow_rules):
+    guard = _guard()
+    assert guard.rule_env(workflow_rules, "plot").name == "plot.yaml"
+    assert guard.rule_env(workflow_rules, "run_job", "fsba_fig4_meta").name == "gpu.yaml"
+    assert guard.rule_env(workflow_rules, "run_job", "zoba_attack").name == "cpu.yaml"
+    with pytest.raises(KeyError, match="all declares no conda"):
+        guard.rule_env(workflow_rules, "all")
 
 
 def test_the_guard_blocks_packages_outside_the_rules_environment():
     """In a fresh interpreter: under rule plot's guard matplotlib imports, scikit-learn does not."""
+    rules = {"plot": {"conda": str(ROOT / "envs/plot.yaml")}}
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT / "workflow/scripts")!r})
 import _env_guard
-_env_guard.install("plot", {str(ROOT / "workflow/rules")!r})
+_env_guard.install("plot", {rules!r})
 import importlib.metadata, importlib.util
 import matplotlib.pyplot, pandas, torch
 assert importlib.util.find_spec("sklearn") is None

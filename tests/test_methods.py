@@ -171,3 +171,57 @@ def test_methods_marked_autograd_only_never_call_torch_func(name, monkeypatch, q
     else:
         result = bilevel.run(method, quad_small, max_iters=3, seed=0)
     assert len(result.trace) >= 1
+
+
+def test_every_method_class_of_the_package_is_registered():
+    """Registration is by decorator in each module and discovery is automatic: every concrete method class
+    (one that sets its own ``name``) of every module of ``bilevel.methods`` is in the registry, and the
+    registered classes are re-exported by class name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from bilevel.methods.base import Method
+
+    found = set()
+    for info in pkgutil.iter_modules(bilevel.methods.__path__):
+        module = importlib.import_module(f"bilevel.methods.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Method) and cls is not Method and cls.__module__ == module.__name__ and "name" in vars(cls):
+                found.add(cls.name)
+                assert bilevel.methods.get(cls.name) is cls and getattr(bilevel.methods, cls.__name__) is cls
+    assert found == set(bilevel.methods.available())
+
+
+def test_register_decorator_adds_a_method(monkeypatch):
+    from dataclasses import dataclass
+
+    from bilevel.methods import registry
+    from bilevel.methods.base import Method
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @bilevel.methods.register
+    @dataclass(frozen=True)
+    class Toy(Method):
+        name = "toy"
+        positive = ("lr",)
+        lr: float = 0.1
+
+    assert "toy" in bilevel.methods.available() and bilevel.methods.make("toy", lr=0.5).lr == 0.5
+    with pytest.raises(ValueError, match="already registered"):
+        bilevel.methods.register(dataclass(frozen=True)(type("Other", (Method,), {"name": "toy"})))
+
+    @dataclass(frozen=True)
+    class Unnamed(Toy):
+        pass
+
+    with pytest.raises(ValueError, match="no name of its own"):
+        bilevel.methods.register(Unnamed)
+
+
+def test_bools_are_not_numbers():
+    for name, params in (("aid", {"outer_lr": True}), ("itd", {"inner_steps": True}), ("zoba", {"l1": True}),
+                         ("sogd", {"gamma": False}), ("zmdsba", {"cross_scale": True})):
+        with pytest.raises(ParameterError, match=next(iter(params))):
+            bilevel.methods.make(name, **params)

@@ -53,3 +53,21 @@ def test_same_seed_same_instance_and_bad_input():
         bilevel.problems.make("quadratic", dim_inner=50, n_samples_inner=3, max_trials=2)
     with pytest.raises(KeyError, match="unknown problem"):
         bilevel.problems.make("nope")
+
+
+def test_every_problem_module_registers_its_factory(monkeypatch):
+    """Registration is by decorator in each module and discovery is automatic; ``register`` works as a call
+    and as a decorator, and refuses a second factory under a taken name."""
+    from bilevel.problems import registry
+
+    assert {"quadratic", "minimax_w", "online_quadratic", "few_shot"} <= set(bilevel.problems.available())
+    assert bilevel.problems.get_factory("quadratic") is bilevel.problems.make_quadratic
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @bilevel.problems.register("toy")
+    def make_toy(dim: int = 2):
+        return bilevel.problems.make("quadratic", dim_inner=dim, dim_outer=dim, n_samples_inner=16, seed=0)
+
+    assert bilevel.problems.make("toy").dim_inner == 2
+    with pytest.raises(ValueError, match="already registered"):
+        bilevel.problems.register("toy", lambda: None)

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from bilevel.experiments import get as get_experiment
+from bilevel.experiments.config import load_config, read_yaml
 from bilevel.results import provenance_path, without_times
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +49,13 @@ def test_smoke_workflow_through_slurm_matches_local(tmp_path):
     env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     try:
-        smoke = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
+        overlay = read_yaml(ROOT / ".test/config/config.yaml")  # merged over config/config.yaml
+        smoke = load_config(ROOT / ".test/config/config.yaml")
         keep = [e for e in os.environ.get("BILEVEL_SLURM_EXPERIMENTS", "").split(",") if e]
         if keep:
             unknown = sorted(set(keep) - set(smoke["experiments"]))
             assert not unknown, f"BILEVEL_SLURM_EXPERIMENTS: {unknown} not in the smoke config"
+            overlay["experiments"].update({name: None for name in smoke["experiments"] if name not in keep})
             smoke["experiments"] = {name: smoke["experiments"][name] for name in keep}
         runs = {}
         names = ("local", "slurm")
@@ -61,9 +64,9 @@ def test_smoke_workflow_through_slurm_matches_local(tmp_path):
             assert runs["local"].is_dir(), f"BILEVEL_SMOKE_RESULTS={runs['local']} is not a directory"
             names = ("slurm",)
         for name in names:
-            cfg = {**smoke, **{k: str(tmp_path / name / k) for k in ("results_dir", "figures_dir", "logs_dir")}}
+            cfg = {**overlay, **{k: str(tmp_path / name / k) for k in ("results_dir", "figures_dir", "logs_dir")}}
             path = tmp_path / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))  # config order = phase order of the rows
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             args = ["--configfile", str(path), "--cores", "2"]
             if name == "slurm":
                 args += ["--profile", "profiles/slurm", "--jobs", "4", "--slurm-status-command", "squeue",

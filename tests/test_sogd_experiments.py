@@ -11,7 +11,7 @@ import bilevel
 from bilevel import methods
 from bilevel.experiments import ConfigError, aggregate, check_config
 from bilevel.experiments import get as get_experiment
-from bilevel.experiments.jobs import grid_cells
+from bilevel.experiments.config import grid_cells
 from bilevel.networks import ConvNet
 from bilevel.online import run_online
 from bilevel.oracle import Oracle
@@ -229,8 +229,8 @@ SWEEP_CFG = {
 def test_sweep_jobs_tables_and_claim():
     check_config({"experiments": {"sogd_sweeps": SWEEP_CFG}})
     experiment = get_experiment("sogd_sweeps")
-    rows = pd.concat([experiment.run_job(SWEEP_CFG, label, seed) for label in SWEEP_CFG["methods"] for seed in (1, 2)],
-                     ignore_index=True)
+    rows = pd.concat([experiment.run_job(experiment.name, SWEEP_CFG, label, seed)
+                      for label in SWEEP_CFG["methods"] for seed in (1, 2)], ignore_index=True)
     assert set(rows.loc[rows["method"] == "table2", "phase"]) == {"beta=delta=0.01, alpha=0.001",
                                                                  "beta=delta=0.1, alpha=0.001"}
     assert rows.loc[rows["method"] == "table3", "phase"].nunique() == 16
@@ -264,7 +264,7 @@ def test_attack_and_tuning_claims_evaluate_on_tiny_runs(attack_stream):
            "online": {"rounds": 4, "eval_every": 2}}
     check_config({"experiments": {"sogd_attack": cfg}})
     experiment = get_experiment("sogd_attack")
-    rows = pd.concat([experiment.run_job(cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
+    rows = pd.concat([experiment.run_job(experiment.name, cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
     verdicts = {c.id: c.check(aggregate(rows), cfg) for c in experiment.claims}
     assert all(v.holds is not None for v in verdicts.values()), verdicts
     assert np.isfinite(rows.loc[rows["metric"] == "accuracy_under_attack", "value"]).all()

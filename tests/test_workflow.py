@@ -11,15 +11,20 @@ import yaml
 
 from bilevel.cli import main as cli_main
 from bilevel.experiments import ConfigError, check_config
+from bilevel.experiments.config import load_config, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
+SMOKE = load_config(ROOT / ".test/config/config.yaml")
 
 
 def _tiny_config(tmp_path):
-    cfg = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
+    """An overlay (merged over config/config.yaml, as --configfile): the smoke config's
+    quadratic_hypergradient with methods itd and aid-cg only, tinier budgets, its own output folders."""
+    cfg = read_yaml(ROOT / ".test/config/config.yaml")
     exp = cfg["experiments"]["quadratic_hypergradient"]
-    exp["methods"] = {k: exp["methods"][k] for k in ("itd", "aid-cg")}
+    exp["methods"].update({label: None for label in SMOKE["experiments"]["quadratic_hypergradient"]["methods"]
+                           if label not in ("itd", "aid-cg")})
+    exp["methods"]["itd"] = {"params": {}}
     exp["hypergradient"]["budgets"] = [1, 5]
     exp["optimization"]["max_iters"] = 5
     for key in ("results_dir", "figures_dir", "logs_dir"):
@@ -27,9 +32,35 @@ def _tiny_config(tmp_path):
     return cfg
 
 
+def test_overlays_merge_over_the_default(tmp_path):
+    """A --configfile is merged over config/config.yaml (Snakemake's semantics); null removes a key,
+    ``enabled: false`` defines a method without running it; a dry run plans exactly the resolved jobs."""
+    cfg = _tiny_config(tmp_path)
+    resolved = load_config(_write(tmp_path, cfg))
+    exp = resolved["experiments"]["quadratic_hypergradient"]
+    assert list(exp["methods"]) == ["itd", "aid-cg"]
+    assert exp["methods"]["itd"] == load_config()["experiments"]["quadratic_hypergradient"]["methods"]["itd"]
+    assert exp["optimization"]["max_iters"] == 5 and exp["seeds"] == [1, 2]
+    assert set(resolved["experiments"]) == set(load_config()["experiments"])
+    assert "cubic-100" not in load_config()["experiments"]["fsba_fig8_cubic"]["methods"]
+    assert "cubic-100" in load_config(ROOT / "config/paper.yaml")["experiments"]["fsba_fig8_cubic"]["methods"]
+    assert "stands_in_for" not in load_config(ROOT / "config/paper.yaml")["experiments"][
+        "fsba_fig3_regularization"]["problem"]["params"]
+    bad = {"experiments": {"fsba_fig8_cubic": {"methods": {"cubic-100": {"enabled": "yes"}}}}}
+    with pytest.raises(ConfigError, match=r"fsba_fig8_cubic\.methods\.cubic-100\.enabled"):
+        load_config(_write(tmp_path, bad))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "experiments: [unclosed"))
+
+
+def _write(tmp_path, cfg, name="overlay.yaml"):
+    path = tmp_path / name
+    path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
+    return path
+
+
 def _dry_run(tmp_path, cfg):
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _write(tmp_path, cfg, "bad.yaml")
     return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
                            "-d", str(tmp_path / "wd"), "-s", str(ROOT / "Snakefile")],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -39,6 +70,8 @@ def _dry_run(tmp_path, cfg):
 @pytest.mark.parametrize(("mutate", "key"), [
     (lambda e: e["methods"]["itd"].update(method="itd-typo"), "method"),
     (lambda e: e["methods"]["itd"]["params"].update(inner_lr=-0.1), "inner_lr"),
+    (lambda e: e["methods"]["itd"]["params"].update(inner_steps=2.5), "inner_steps"),
+    (lambda e: e["methods"]["aid-cg"]["params"].update(solver="cholesky"), "solver"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, mutate, key):
     cfg = _tiny_config(tmp_path)
@@ -60,11 +93,13 @@ def test_semantic_checks_name_the_key():
         check_config(bad)
 
 
-def test_schema_method_enum_is_the_registry():
-    import bilevel
-
+def test_method_names_and_limits_have_one_source():
+    """The schema lists no method names, solver names or parameter limits: the registry and the method
+    classes are their one source (an unknown method or a bad value is refused by check_config, naming
+    the key: test_bad_config_fails_before_any_job)."""
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert sorted(schema["$defs"]["method"]["properties"]["method"]["enum"]) == bilevel.methods.available()
+    assert "enum" not in schema["$defs"]["method"]["properties"]["method"]
+    assert "properties" not in schema["$defs"]["params"]
 
 
 def test_cli_same_seed_identical_csv_apart_from_time(tmp_path, capsys):
@@ -114,19 +149,23 @@ def test_tables_render_from_their_data_files():
         check_config(bad)
 
 
-def test_every_cluster_job_declares_its_resources():
+def test_every_cluster_job_declares_its_resources(workflow_rules):
     """What the SLURM profile submits (every rule but the localrules and the target rules) declares
-    threads, mem_mb and runtime, and the GPU rule a GPU: the profile's defaults never decide a job."""
-    text = "\n".join(smk.read_text() for smk in sorted((ROOT / "workflow/rules").glob("*.smk")))
-    local = set()
-    for block in re.findall(r"^localrules:\n((?:    .*\n)+)", text, re.M):
-        local |= set(re.findall(r"^    (\w+),", block, re.M))
-    rules = dict(re.findall(r"^rule (\w+):\n((?:(?:    .*)?\n)+)", text, re.M))
-    submitted = {name: body for name, body in rules.items() if name not in local and "output:" in body}
-    assert {"run_job", "run_gpu_job", "train_classifier", "plot", "notebook"} <= set(submitted)
-    for name, body in submitted.items():
-        assert re.search(r"^    threads: \d+", body, re.M), f"rule {name}: no threads"
+    threads, mem_mb and runtime, and exactly the GPU experiments' jobs a GPU: the profile's defaults never
+    decide a job. Read from Snakemake's rule objects (the job rule's values are given per experiment)."""
+    import bilevel.experiments
+
+    local = {name for name, r in workflow_rules.items() if r["local"]}
+    submitted = {name: r for name, r in workflow_rules.items() if not r["local"] and name not in ("all", "download")}
+    assert set(submitted) == {"run_job", "train_classifier", "plot", "notebook"}
+    for name, rule in submitted.items():
+        assert isinstance(rule["threads"], int) and rule["threads"] >= 1, f"rule {name}: no threads"
         for resource in ("mem_mb", "runtime"):
-            assert re.search(rf"^        {resource}=\d+", body, re.M), f"rule {name}: no {resource} resource"
-        assert ("gpu=1" in body) == (name == "run_gpu_job"), f"rule {name}: GPU resource"
+            values = rule["resources"].get(resource)
+            values = values.values() if isinstance(values, dict) else [values]
+            assert all(isinstance(v, int) and v > 0 for v in values), f"rule {name}: no {resource} resource"
+    gpu = workflow_rules["run_job"]["resources"]["gpu"]
+    assert gpu == {e: int(bilevel.experiments.get(e).gpu) for e in SMOKE["experiments"]}
+    assert any(gpu.values()) and not all(gpu.values())
+    assert all("gpu" not in r["resources"] for name, r in submitted.items() if name != "run_job")
     assert {"aggregate", "summary", "claims", "fetch_dataset"} <= local

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import data
-from .results import atomic_path, config_hash
+from .files import atomic_path, config_hash
 
 _CACHE: dict[str, Path | None] = {"dir": None}
 

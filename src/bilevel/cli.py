@@ -8,16 +8,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-
-def _load_config(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"bilevel: config file {path} not found")
-    with p.open() as fh:
-        return yaml.safe_load(fh) or {}
-
 
 def _cmd_list(_args) -> int:
     from . import experiments, methods, problems
@@ -30,13 +20,13 @@ def _cmd_list(_args) -> int:
 
 def _cmd_run(args) -> int:
     from .experiments import ConfigError, check_config
+    from .experiments.config import load_config
     from .experiments.pipeline import execute_job
 
-    config = _load_config(args.config)
     try:
-        check_config(config)
+        config = check_config(load_config(*args.config, base=args.base))
         if args.experiment not in config.get("experiments", {}):
-            raise ConfigError(f"experiments.{args.experiment}: not in {args.config}")
+            raise ConfigError(f"experiments.{args.experiment}: not in the configuration")
         rows = execute_job(config, args.experiment, args.method, args.seed, args.out, progress=not args.quiet)
     except (ConfigError, KeyError) as err:
         print(f"bilevel: {err}", file=sys.stderr)
@@ -113,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--method", required=True, help="method label of the experiment's config")
     p_run.add_argument("--seed", type=int, required=True)
     p_run.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
-    p_run.add_argument("--config", default="config/config.yaml")
+    p_run.add_argument("--config", action="append", default=[], metavar="FILE",
+                       help="overlay merged over the default config, as snakemake --configfile (repeatable)")
+    p_run.add_argument("--base", default=None, metavar="FILE",
+                       help="the default config (default: the repository's config/config.yaml)")
     p_run.add_argument("--quiet", action="store_true", help="no progress lines")
     p_run.set_defaults(func=_cmd_run)
     p_data = sub.add_parser("data", help="datasets: status of the cache, fetch").add_subparsers(dest="data_command",

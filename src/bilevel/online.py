@@ -45,8 +45,9 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
     ``regret_alpha`` is the α of the projected gradient in the regret (default: the method's outer step
     α_t of the round, 1 for a method without one; irrelevant when X = R^d).
     """
-    if not isinstance(method, OnlineMethod):
-        raise TypeError(f"run_online needs an online method (sogd, ogd, oagd, sobow), got {method.name!r}")
+    if method.problem_kind != "online":
+        raise TypeError(f"run_online needs an online method (problem_kind 'online'), got {method.name!r} "
+                        f"(problem_kind {method.problem_kind!r})")
     if rounds < 1 or eval_every < 1:
         raise ValueError(f"run_online: rounds and eval_every must be >= 1, got {rounds}, {eval_every}")
     if method.uses_torch_func:

@@ -17,20 +17,18 @@ Every CSV has a JSON sidecar ``<name>.provenance.json``.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from .files import atomic_path, canonical_json, config_hash  # re-exported: bilevel.results.atomic_path etc.
 from .oracle import COUNT_KEYS
 
 COUNT_COLUMNS = (*COUNT_KEYS, "oracle_calls", "function_evals")
@@ -41,16 +39,6 @@ TIME_COLUMNS = ("time",)
 #: metrics that are wall-clock measurements (differ between two runs of the same seed)
 TIME_METRICS = ("cumulative_time",)
 PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "snakemake", "bilevel")
-
-
-def canonical_json(obj) -> str:
-    """JSON with sorted keys and no whitespace: the form hashed and stored in ``params``."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def config_hash(obj) -> str:
-    """sha256 of the canonical JSON of ``obj`` (the configuration a result was produced from)."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
 def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:
@@ -77,25 +65,6 @@ def without_times(rows: pd.DataFrame) -> pd.DataFrame:
     ``TIME_METRICS`` blanked): what two runs of the same seed must reproduce exactly."""
     rows = rows.drop(columns=[c for c in TIME_COLUMNS if c in rows.columns])
     return rows.assign(value=rows["value"].where(~rows["metric"].isin(TIME_METRICS)))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary, shareable files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:

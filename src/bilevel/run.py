@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .files import atomic_path
 from .methods.base import Method, State
-from .methods.online import OnlineMethod
 from .oracle import Oracle
 from .problems.base import BilevelProblem, MinimaxProblem
 
@@ -136,14 +135,39 @@ def _run_key(method: Method, problem: BilevelProblem, seed: int, budgets: dict) 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _encode(obj):
+    """What :func:`torch.load` with ``weights_only=True`` reads back: generators as their state
+    (``{"__generator__": state}``), named tuples (e.g. ``torch.linalg.eigh``'s result) as tuples."""
+    if isinstance(obj, torch.Generator):
+        return {"__generator__": obj.get_state()}
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_encode(v) for v in obj)
+    return obj
+
+
+def _decode(obj, device: torch.device):
+    """The inverse of :func:`_encode`, tensors moved to the problem's ``device`` (generators stay on the CPU)."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__generator__"}:
+            generator = torch.Generator()
+            generator.set_state(obj["__generator__"])
+            return generator
+        return {k: _decode(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_decode(v, device) for v in obj)
+    return obj.to(device) if isinstance(obj, torch.Tensor) else obj
+
+
 def _save_checkpoint(path: Path, key: str, state: State, counts: dict, elapsed: float, rows: list[dict]) -> None:
     payload = {"key": key, "x": state.x, "y": state.y, "k": state.k, "rng": state.rng.get_state(),
-               "aux": state.aux, "diagnostics": state.diagnostics, "hypergradient": state.hypergradient,
+               "aux": _encode(state.aux), "diagnostics": state.diagnostics, "hypergradient": _encode(state.hypergradient),
                "counts": counts, "elapsed": elapsed, "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _load_checkpoint(path: Path, key: str, say) -> dict | None:
@@ -178,6 +202,110 @@ def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+def _check_arguments(max_iters, max_oracle_calls, max_seconds, eval_every, target) -> None:
+    if max_iters is None and max_oracle_calls is None and max_seconds is None:
+        raise ValueError("run() needs a budget: max_iters, max_oracle_calls or max_seconds")
+    for name, value in (("max_iters", max_iters), ("max_oracle_calls", max_oracle_calls), ("max_seconds", max_seconds)):
+        if value is not None and not value > 0:
+            raise ValueError(f"run(): {name} must be > 0, got {value!r}")
+    if target is not None and not (len(target) == 2 and target[1] > 0):
+        raise ValueError(f"run(): target must be (metric, fraction > 0), got {target!r}")
+    if not (isinstance(eval_every, int) and eval_every >= 1):
+        raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
+
+
+def _reporter(progress: bool | Callable[[str], None]) -> Callable[[str], None] | None:
+    """``progress=True``: lines to stderr; a callable: lines to it; else None."""
+    if progress is True:
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return progress or None
+
+
+class _Loop:
+    """The mutable parts of one run: the counting oracle, the clock and its timed seconds, the rows."""
+
+    def __init__(self, method: Method, problem: BilevelProblem, metrics: dict[str, Metric], say):
+        self.method, self.problem, self.metrics, self.say = method, problem, metrics, say
+        self.oracle = Oracle(problem)
+        self.clock = Clock(problem.device)
+        self.rows: list[dict] = []
+        self.elapsed = 0.0
+
+    def timed(self, fn, *args):
+        """``fn(*args)``, its seconds added to the timed total."""
+        t0 = self.clock()
+        out = fn(*args)
+        self.elapsed += self.clock() - t0
+        return out
+
+    def evaluate(self, state: State) -> bool:
+        """Append one row; return False when a metric is not finite."""
+        method, oracle = self.method, self.oracle
+        x, y = method.outer(state), method.inner(state)
+        with torch.no_grad():
+            values = {name: fn(self.problem, x, y) for name, fn in self.metrics.items()}
+        finite = all(math.isfinite(v) for v in values.values())
+        err = hypergradient_error(self.problem, state)
+        if err is not None:
+            values["hypergrad_rel_error"] = err
+        values.update(state.diagnostics)  # may be NaN by design (e.g. Neumann has no residual)
+        self.rows.append({"step": state.k, "time": self.elapsed, **oracle.snapshot(), "oracle_calls": oracle.oracle_calls,
+                          "function_evals": oracle.function_evals, **values})
+        if self.say:
+            shown = " ".join(f"{k}={values[k]:.3e}" for k in _PROGRESS_METRICS if k in values)
+            self.say(f"[{method.name}] step {state.k} time {self.elapsed:.2f}s "
+                     f"calls {oracle.oracle_calls + oracle.function_evals} {shown}")
+        return finite
+
+    def restore(self, state: State, resume: dict, path: Path) -> None:
+        """The state, counts, clock and rows of an interrupted run."""
+        device = self.problem.device
+        state.x, state.y, state.k = resume["x"].to(device), resume["y"].to(device), resume["k"]
+        state.rng.set_state(resume["rng"])
+        state.aux, state.diagnostics = _decode(resume["aux"], device), resume["diagnostics"]
+        state.hypergradient = _decode(resume["hypergradient"], device)
+        self.oracle.counts.update(resume["counts"])
+        self.elapsed, self.rows[:] = resume["elapsed"], resume["rows"]
+        if self.say:
+            self.say(f"[{self.method.name}] resumed from {path} at step {state.k} ({self.elapsed:.2f}s timed)")
+
+    def spent(self, state: State, max_iters, max_oracle_calls, max_seconds, target, threshold) -> bool:
+        """Whether a budget (or the target) stops the run before the next step."""
+        if threshold is not None and self.rows[-1].get(target[0], math.inf) <= threshold:
+            return True
+        if max_iters is not None and state.k >= max_iters:
+            return True
+        calls = self.oracle.oracle_calls + self.oracle.function_evals
+        if max_oracle_calls is not None and calls >= max_oracle_calls:
+            return True
+        return max_seconds is not None and self.elapsed >= max_seconds
+
+    def result(self, state: State, status: str) -> RunResult:
+        trace = pd.DataFrame(self.rows)
+        trace.insert(0, "status", status)
+        return RunResult(x=self.method.outer(state), y=self.method.inner(state), trace=trace, status=status,
+                         counts=self.oracle.snapshot(), state=state)
+
+
+def _open_checkpoint(checkpoint: Checkpoint | None, method: Method, problem: BilevelProblem, seed: int,
+                     budgets: dict, say) -> tuple[Path | None, str | None, dict | None]:
+    """``(path, key, saved payload or None)`` of the run's checkpoint (all None without one)."""
+    if checkpoint is None:
+        return None, None, None
+    path = Path(checkpoint.path)
+    key = _run_key(method, problem, seed, budgets)
+    return path, key, _load_checkpoint(path, key, say)
+
+
+def _target_threshold(target, rows: list[dict], metrics: dict) -> float | None:
+    """``fraction`` times the target metric's value at step 0 (None without a target)."""
+    if target is None:
+        return None
+    if target[0] not in rows[0]:
+        raise ValueError(f"run(): target metric {target[0]!r} is not measured; metrics: {', '.join(metrics)}")
+    return target[1] * rows[0][target[0]]
+
+
 def run(
     method: Method,
     problem: BilevelProblem,
@@ -202,106 +330,47 @@ def run(
     also stops the run (status ``completed``) at the first evaluation where ``metric`` is at most
     ``fraction`` times its value at step 0 (e.g. evaluations to a relative tolerance).
     """
-    if max_iters is None and max_oracle_calls is None and max_seconds is None:
-        raise ValueError("run() needs a budget: max_iters, max_oracle_calls or max_seconds")
-    for name, value in (("max_iters", max_iters), ("max_oracle_calls", max_oracle_calls), ("max_seconds", max_seconds)):
-        if value is not None and not value > 0:
-            raise ValueError(f"run(): {name} must be > 0, got {value!r}")
-    if target is not None and not (len(target) == 2 and target[1] > 0):
-        raise ValueError(f"run(): target must be (metric, fraction > 0), got {target!r}")
-    if not (isinstance(eval_every, int) and eval_every >= 1):
-        raise ValueError(f"run(): eval_every must be an integer >= 1, got {eval_every!r}")
-    if isinstance(method, OnlineMethod):
+    _check_arguments(max_iters, max_oracle_calls, max_seconds, eval_every, target)
+    if method.problem_kind == "online":
         raise TypeError(f"{method.name} is an online method: run it on a stream with bilevel.online.run_online")
     if isinstance(problem, MinimaxProblem):
         problem = problem.as_bilevel()
     metrics = default_metrics(problem) if metrics is None else metrics
-    say = (lambda line: print(line, file=sys.stderr, flush=True)) if progress is True else (progress or None)
-
+    say = _reporter(progress)
     if method.uses_torch_func:
         warm_up()
-    oracle = Oracle(problem)
-    clock = Clock(problem.device)
-    rows: list[dict] = []
-    elapsed = 0.0
-
-    def evaluate(state: State) -> bool:
-        """Append one row; return False when a metric is not finite."""
-        x, y = method.outer(state), method.inner(state)
-        with torch.no_grad():
-            values = {name: fn(problem, x, y) for name, fn in metrics.items()}
-        finite = all(math.isfinite(v) for v in values.values())
-        err = hypergradient_error(problem, state)
-        if err is not None:
-            values["hypergrad_rel_error"] = err
-        values.update(state.diagnostics)  # may be NaN by design (e.g. Neumann has no residual)
-        rows.append({"step": state.k, "time": elapsed, **oracle.snapshot(), "oracle_calls": oracle.oracle_calls,
-                     "function_evals": oracle.function_evals, **values})
-        if say:
-            shown = " ".join(f"{k}={values[k]:.3e}" for k in _PROGRESS_METRICS if k in values)
-            say(f"[{method.name}] step {state.k} time {elapsed:.2f}s "
-                f"calls {oracle.oracle_calls + oracle.function_evals} {shown}")
-        return finite
-
-    resume = None
-    if checkpoint is not None:
-        ckpt_path = Path(checkpoint.path)
-        key = _run_key(method, problem, seed, {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls,
-                                                "max_seconds": max_seconds, "eval_every": eval_every,
-                                                "target": target})
-        resume = _load_checkpoint(ckpt_path, key, say)
+    loop = _Loop(method, problem, metrics, say)
+    budgets = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_seconds": max_seconds,
+               "eval_every": eval_every, "target": target}
+    ckpt_path, key, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
     if problem.resample is not None:
         problem.resample(0)
-    t0 = clock()
-    state = method.init(oracle, problem.x0, problem.y0, seed)
-    elapsed += clock() - t0
-    status = "completed"
+    state = loop.timed(method.init, loop.oracle, problem.x0, problem.y0, seed)
     if resume is None:
-        evaluate(state)
-    else:  # the state, counts, clock and rows of the interrupted run
-        state.x, state.y, state.k = resume["x"].to(problem.device), resume["y"].to(problem.device), resume["k"]
-        state.rng.set_state(resume["rng"])
-        state.aux, state.diagnostics, state.hypergradient = resume["aux"], resume["diagnostics"], resume["hypergradient"]
-        oracle.counts.update(resume["counts"])
-        elapsed, rows[:] = resume["elapsed"], resume["rows"]
-        if say:
-            say(f"[{method.name}] resumed from {ckpt_path} at step {state.k} ({elapsed:.2f}s timed)")
-    last_eval = rows[-1]["step"]
-    if target is not None and target[0] not in rows[0]:
-        raise ValueError(f"run(): target metric {target[0]!r} is not measured; metrics: {', '.join(metrics)}")
-    threshold = None if target is None else target[1] * rows[0][target[0]]
-    while True:
-        if threshold is not None and rows[-1].get(target[0], math.inf) <= threshold:
-            break
-        if max_iters is not None and state.k >= max_iters:
-            break
-        if max_oracle_calls is not None and oracle.oracle_calls + oracle.function_evals >= max_oracle_calls:
-            break
-        if max_seconds is not None and elapsed >= max_seconds:
-            break
+        loop.evaluate(state)
+    else:
+        loop.restore(state, resume, ckpt_path)
+    last_eval = loop.rows[-1]["step"]
+    threshold = _target_threshold(target, loop.rows, metrics)
+    status = "completed"
+    while not loop.spent(state, max_iters, max_oracle_calls, max_seconds, target, threshold):
         if problem.resample is not None:
             problem.resample(state.k)
-        t0 = clock()
-        state = method.step(oracle, state)
-        elapsed += clock() - t0
+        state = loop.timed(method.step, loop.oracle, state)
         if not _finite(method.outer(state), method.inner(state)):
             status = "diverged"
-            evaluate(state)
+            loop.evaluate(state)
             last_eval = state.k
             break
         if state.k % eval_every == 0:
             last_eval = state.k
-            if not evaluate(state):
+            if not loop.evaluate(state):
                 status = "diverged"
                 break
         if checkpoint is not None and state.k % checkpoint.every == 0:
-            _save_checkpoint(ckpt_path, key, state, oracle.snapshot(), elapsed, rows)
-    if status == "completed" and last_eval != state.k:
-        if not evaluate(state):
-            status = "diverged"
+            _save_checkpoint(ckpt_path, key, state, loop.oracle.snapshot(), loop.elapsed, loop.rows)
+    if status == "completed" and last_eval != state.k and not loop.evaluate(state):
+        status = "diverged"
     if checkpoint is not None:
         ckpt_path.unlink(missing_ok=True)
-    trace = pd.DataFrame(rows)
-    trace.insert(0, "status", status)
-    return RunResult(x=method.outer(state), y=method.inner(state), trace=trace, status=status,
-                     counts=oracle.snapshot(), state=state)
+    return loop.result(state, status)

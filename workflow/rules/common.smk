@@ -1,31 +1,27 @@
-# Shared helpers: configuration checks at parse time (before any job starts), paths, targets.
-import sys
-from pathlib import Path
-
-sys.path.insert(
-    0, str(Path(workflow.basedir) / "src")
-)  # the package, also without an installed copy
-
-from bilevel.experiments import ConfigError, check_config  # noqa: E402
-from bilevel.experiments import get as get_experiment  # noqa: E402
-
-try:
-    check_config(config)
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}") from None
+# Shared helpers: paths, targets, and what a job rule needs to know of its experiment.
+from bilevel.experiments import get as get_experiment
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 LOGS = config["logs_dir"]
 
+# Resources of a method job, by whether its experiment runs on a GPU (Experiment.gpu, the one source):
+# GPU jobs declare one GPU (Snakemake's gpu resource; the SLURM profile submits it as --gpus=1).
+JOB_RESOURCES = {
+    False: {"gpu": 0, "mem_mb": 2000, "runtime": 30},
+    True: {"gpu": 1, "mem_mb": 8000, "runtime": 240},
+}
 
-def gpu_experiments():
-    """Experiments whose jobs run on a GPU when present (rule run_gpu_job)."""
-    return [e for e in config["experiments"] if get_experiment(e).gpu]
+
+def job_env(wildcards):
+    """The conda environment of an experiment's method jobs: envs/gpu.yaml for GPU experiments."""
+    kind = "gpu" if get_experiment(wildcards.experiment).gpu else "cpu"
+    return f"../../envs/{kind}.yaml"
 
 
-# run_gpu_job produces the job files of GPU experiments, run_job those of all others
-GPU_EXPERIMENT_PATTERN = "|".join(gpu_experiments()) or "(?!)"
+def job_resource(name):
+    """``resources: NAME=job_resource(NAME)``: the value for the job's experiment."""
+    return lambda wildcards: JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][name]
 
 
 wildcard_constraints:
@@ -102,3 +98,42 @@ def all_targets(with_runtimes=True):
     if with_runtimes:  # written last, from the benchmark files of every other job
         targets.append(f"{FIGURES}/runtimes.md")
     return targets
+
+
+def describe_rules():
+    """Snakemake's own rule objects as data: per rule its conda environment file (absolute), threads,
+    resources and whether it is a local rule. A value that is a function of the wildcards (the job rule's
+    environment and resources come from its experiment) is given per experiment of this configuration.
+    Read by the env guard of the test command (workflow/scripts/_env_guard.py) and by the tests."""
+    from types import SimpleNamespace
+
+    def per_experiment(value, resolve=lambda v: v):
+        if not callable(value):
+            return resolve(value)
+        return {
+            e: resolve(value(SimpleNamespace(experiment=e))) for e in config["experiments"]
+        }
+
+    def resource(res, rule):  # Snakemake's Resource: a value, or a function of the wildcards
+        if not res.is_evaluable():
+            return res.value
+        context = dict(input=[], attempt=1, threads=1, rulename=rule.name, async_run=False)
+        return per_experiment(lambda wc: res.evaluate(wc, **context).value)
+
+    described = {}
+    for rule in workflow.rules:
+        here = Path(rule.snakefile).parent
+        resources = {
+            k: resource(v, rule) for k, v in rule.resources.items() if not k.startswith("_")
+        }
+        described[rule.name] = {
+            "conda": (
+                None
+                if rule.conda_env is None
+                else per_experiment(rule.conda_env, lambda p: str((here / p).resolve()))
+            ),
+            "threads": resource(rule.resources["_cores"], rule),
+            "resources": resources,
+            "local": rule.name in workflow._localrules,  # the localrules: directives
+        }
+    return described

@@ -2,7 +2,10 @@
 that the rule's ``envs/*.yaml`` does not provide.
 
 ``snakemake --sdm conda`` cannot run where this artifact is built (no conda channels), so the smoke
-workflow of the test command sets ``BILEVEL_CHECK_RULE_ENVS=1``: every rule script then imports only
+workflow of the test command sets ``BILEVEL_CHECK_RULE_ENVS=1``. The Snakefile then publishes its rule
+objects' environments (``describe_rules`` in workflow/rules/common.smk: Snakemake's own ``conda:``
+values, functions of the experiment resolved per experiment) in ``BILEVEL_RULE_ENVS``, which every
+job inherits, and every rule script imports only
 distributions pinned in its rule's environment (and their dependencies, from the installed metadata)
 plus the project and Snakemake. Other installed modules are hidden from every import finder: a rule
 whose environment lacks a package it uses fails with ``ModuleNotFoundError`` (its log names the hidden
@@ -28,16 +31,17 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def rule_envs(rules_dir: str | Path) -> dict[str, Path]:
-    """Rule name -> its ``conda:`` environment file, from the workflow's ``*.smk`` files."""
-    envs = {}
-    for smk in sorted(Path(rules_dir).glob("*.smk")):
-        for block in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M):
-            name = re.match(r"rule (\w+):", block)
-            conda = re.search(r'^    conda:\s*\n\s*"([^"]+)"', block, flags=re.M)
-            if name and conda:
-                envs[name.group(1)] = (smk.parent / conda.group(1)).resolve()
-    return envs
+def rule_env(rules: dict, rule: str, experiment: str | None = None) -> Path:
+    """The environment file of ``rule`` (for ``experiment``, where the rule's environment depends on it)
+    in ``rules``, the Snakefile's ``describe_rules()``."""
+    if rule not in rules or rules[rule]["conda"] is None:
+        raise KeyError(f"rule {rule} declares no conda: environment")
+    env = rules[rule]["conda"]
+    if isinstance(env, dict):
+        if experiment not in env:
+            raise KeyError(f"rule {rule}: no environment for experiment {experiment!r}")
+        env = env[experiment]
+    return Path(env)
 
 
 def env_packages(env_file: str | Path) -> set[str]:
@@ -107,11 +111,10 @@ class _Filtered(importlib.abc.MetaPathFinder):
             self.finder.invalidate_caches()
 
 
-def install(rule: str, rules_dir: str | Path) -> EnvironmentGuard:
-    """Hide from every import finder what ``rule``'s environment lacks (modules imported before stay)."""
-    envs = rule_envs(rules_dir)
-    if rule not in envs:
-        raise KeyError(f"rule {rule} names no conda: environment in {rules_dir}")
-    guard = EnvironmentGuard(closure(env_packages(envs[rule])), envs[rule])
+def install(rule: str, rules: dict, experiment: str | None = None) -> EnvironmentGuard:
+    """Hide from every import finder what ``rule``'s environment lacks (modules imported before stay);
+    ``rules``: the Snakefile's ``describe_rules()`` (``BILEVEL_RULE_ENVS``)."""
+    env = rule_env(rules, rule, experiment)
+    guard = EnvironmentGuard(closure(env_packages(env)), env)
     sys.meta_path[:] = [_Filtered(f, guard) if hasattr(f, "find_spec") else f for f in sys.meta_path]
     return guard

@@ -9,17 +9,18 @@ from __future__ import annotations
 import torch
 
 from ..oracle import Oracle
-from .linear_solvers import conjugate_gradient, fixed_point, neumann_series
+from .linear_solvers import LinearSolver, get_solver
 
 
-def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, solver: str,
+def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, solver: str | LinearSolver,
                            solver_steps: int, solver_lr: float = 1.0, solver_tol: float = 0.0,
                            v0: torch.Tensor | None = None, batch_f=None, batch_g=None):
     """AID: (H) at the approximate inner solution ``y``, with ``v ≈ [∇²_yy g]⁻¹ ∇_y f`` from a solver.
 
-    ``solver`` is ``"cg"`` (``solver_steps`` iterations, relative tolerance ``solver_tol``),
-    ``"neumann"`` (``solver_steps`` terms with step ``solver_lr``) or ``"fixed-point"``
-    (``solver_steps`` iterations with step ``solver_lr``, warm-started from ``v0``).
+    ``solver`` is a name of :data:`~bilevel.components.linear_solvers.SOLVERS` -- ``"cg"`` (``solver_steps``
+    iterations, relative tolerance ``solver_tol``), ``"neumann"`` (``solver_steps`` terms with step
+    ``solver_lr``), ``"fixed-point"`` (``solver_steps`` iterations with step ``solver_lr``, warm-started
+    from ``v0``) -- or a callable with their calling convention.
     Returns ``(hypergradient, v, info)``; ``info`` holds the solver's iterations and residual and
     ``inner_grad_norm`` = ‖∇_y g(x, y)‖ (how far ``y`` is from the inner solution).
     The gradient ∇_y g is linearized once at ``(x, y)`` and every product reuses that graph.
@@ -31,14 +32,8 @@ def implicit_hypergradient(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, sol
     def matvec(u):
         return pullback(u, "y")
 
-    if solver == "cg":
-        v, info = conjugate_gradient(matvec, grad_y_f, solver_steps, tol=solver_tol, v0=v0)
-    elif solver == "neumann":
-        v, info = neumann_series(matvec, grad_y_f, solver_lr, solver_steps)
-    elif solver == "fixed-point":
-        v, info = fixed_point(matvec, grad_y_f, solver_lr, solver_steps, v0=v0)
-    else:
-        raise ValueError(f"unknown linear solver {solver!r}; choose cg, neumann or fixed-point")
+    solve = get_solver(solver)
+    v, info = solve(matvec, grad_y_f, steps=solver_steps, lr=solver_lr, tol=solver_tol, v0=v0)
     info["inner_grad_norm"] = float(torch.linalg.vector_norm(grad_y_g))
     hypergradient = grad_x_f - pullback(v, "x")
     return hypergradient, v, info

@@ -4,15 +4,34 @@ In bilevel methods ``A = ∇²_yy g`` and ``b = ∇_y f`` (AID); every product i
 the solvers call ``matvec`` exactly once per iteration and never on a vector known to be zero.
 Each returns ``(v, info)`` with ``info = {"iterations": k, "residual": ‖b − A v‖}`` (the residual
 is the recursively updated one where the method provides it, else ``nan`` rather than an extra call).
+
+:data:`SOLVERS` is the one list of the solvers a method can name (AID's ``solver``, the online
+baselines): name -> a function with the common calling convention :class:`LinearSolver`,
+
+    ``solve(matvec, b, *, steps, lr, tol, v0) -> (v, info)``
+
+``steps`` bounds the products (iterations or series terms), ``lr`` is the step of the first-order
+solvers, ``tol`` the relative residual tolerance, ``v0`` a starting point (``None``: zero); a solver
+ignores the arguments it has no use for (CG has no step, Neumann no start or tolerance). A user's
+callable with this convention can be passed wherever a name is accepted (as ``solve=`` in
+torchopt/jaxopt); :func:`get_solver` resolves either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
+
+
+class LinearSolver(Protocol):
+    """The common calling convention of :data:`SOLVERS` (see the module docstring)."""
+
+    def __call__(self, matvec: MatVec, b: torch.Tensor, *, steps: int, lr: float, tol: float,
+                 v0: torch.Tensor | None) -> tuple[torch.Tensor, dict]: ...
 
 
 def conjugate_gradient(matvec: MatVec, b: torch.Tensor, max_iter: int, tol: float = 1e-10,
@@ -72,4 +91,27 @@ def fixed_point(matvec: MatVec, b: torch.Tensor, lr: float, max_iter: int,
     return v, {"iterations": max_iter, "residual": residual}
 
 
-SOLVERS = ("cg", "neumann", "fixed-point")
+def _cg(matvec: MatVec, b: torch.Tensor, *, steps: int, lr: float, tol: float, v0: torch.Tensor | None):
+    return conjugate_gradient(matvec, b, steps, tol=tol, v0=v0)
+
+
+def _neumann(matvec: MatVec, b: torch.Tensor, *, steps: int, lr: float, tol: float, v0: torch.Tensor | None):
+    return neumann_series(matvec, b, lr, steps)
+
+
+def _fixed_point(matvec: MatVec, b: torch.Tensor, *, steps: int, lr: float, tol: float, v0: torch.Tensor | None):
+    return fixed_point(matvec, b, lr, steps, v0=v0)
+
+
+#: the registered solvers by name, each with the :class:`LinearSolver` convention
+SOLVERS: dict[str, LinearSolver] = {"cg": _cg, "neumann": _neumann, "fixed-point": _fixed_point}
+
+
+def get_solver(solver: str | LinearSolver) -> LinearSolver:
+    """The solver registered under the name ``solver``, or ``solver`` itself when it is a callable."""
+    if callable(solver):
+        return solver
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown linear solver {solver!r}; choose one of {', '.join(SOLVERS)} or pass a callable")
+    return SOLVERS[solver]
+

@@ -1,43 +1,21 @@
-"""Paper figures as data: registry of experiments (jobs, plots, claims) and config checks."""
+"""Paper figures as data: registry of experiments (jobs, plots, claims) and config checks.
+
+The experiments are the module-level :class:`Experiment` objects of this package's modules, found by
+:mod:`.registry` (see there: a new experiment needs its module and its configuration entry only).
+"""
 
 from __future__ import annotations
 
+from . import config as _config
 from .base import Claim, Experiment, Verdict, aggregate
-from .config import ConfigError, check_config
-from .fsba_cleaning import FIGURE2 as FSBA_FIGURE2
-from .fsba_cleaning import FIGURE3 as FSBA_FIGURE3
-from .fsba_cleaning import FIGURE5 as FSBA_FIGURE5
-from .fsba_cleaning import FIGURE6B as FSBA_FIGURE6B
-from .fsba_cleaning import FIGURE7 as FSBA_FIGURE7
-from .fsba_cleaning import FIGURE8 as FSBA_FIGURE8
-from .fsba_meta import FIGURE4 as FSBA_FIGURE4
-from .hypergradient_estimators import LOGISTIC, QUADRATIC
-from .minimax_cubic import FIGURE1 as FSBA_FIGURE1
-from .minimax_cubic import FIGURE6A as FSBA_FIGURE6A
-from .sogd import REGRET as SOGD_REGRET
-from .sogd_online import ATTACK as SOGD_ATTACK
-from .sogd_online import LOSS_TUNING as SOGD_LOSS_TUNING
-from .sogd_online import SWEEPS as SOGD_SWEEPS
-from .zoba import ATTACK as ZOBA_ATTACK
-from .zoba import DIMENSIONS as ZOBA_DIMENSIONS
-from .zoba import QUADRATIC as ZOBA_QUADRATIC
-
-_REGISTRY: dict[str, Experiment] = {e.name: e for e in (
-    QUADRATIC, LOGISTIC, FSBA_FIGURE1, FSBA_FIGURE2, FSBA_FIGURE3, FSBA_FIGURE4, FSBA_FIGURE5, FSBA_FIGURE6A, FSBA_FIGURE6B,
-    FSBA_FIGURE7, FSBA_FIGURE8, ZOBA_QUADRATIC, ZOBA_DIMENSIONS, ZOBA_ATTACK, SOGD_REGRET, SOGD_ATTACK,
-    SOGD_LOSS_TUNING, SOGD_SWEEPS)}
+from .config import ConfigError
+from .registry import available, get
 
 
-def available() -> list[str]:
-    """Registered experiment names."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> Experiment:
-    """The experiment registered under ``name``."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+def check_config(config: dict) -> dict:
+    """Check every experiment of ``config`` (against the registered ones) and its data section; return it
+    unchanged (for chaining). Raises :class:`ConfigError` naming the key of the first invalid entry."""
+    return _config.check_config(config, get)
 
 
 __all__ = ["Claim", "ConfigError", "Experiment", "Verdict", "aggregate", "available", "check_config", "get"]

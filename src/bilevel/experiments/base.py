@@ -4,6 +4,12 @@ An :class:`Experiment` turns its configuration section (``config["experiments"][
 result rows for one (method label, seed) job, and names its figure function and its claims. A
 :class:`Claim` is a check on the aggregated results that returns holds / does not hold / not
 evaluated together with the measurement, so that ``figures/claims.md`` reports it either way.
+
+Queries on an aggregated curve (one method, metric and phase, in step order) live here, each once,
+with one rule for values that are not finite (NaN where nothing was measured or a run diverged,
+±inf where it overflowed): a non-finite value is never a measurement. :func:`first_reaching` never
+counts it as reaching a target, :func:`final_value` skips it (a diverged run's last finite point) and
+returns None when no finite value is left, and a claim that gets None reports "not evaluated".
 """
 
 from __future__ import annotations
@@ -11,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from .. import methods as method_registry
 from ..plotting.panels import Panel
 from ..results import COUNT_COLUMNS
+from .config import method_spec
 
 GROUP_COLUMNS = ["experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "step", "metric"]
+#: the columns of :func:`aggregate`, in order
+AGGREGATE_COLUMNS = (*GROUP_COLUMNS, "n_seeds", "time", *COUNT_COLUMNS, "mean", "median", "std", "min", "max", "status")
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,9 @@ class Verdict:
 
     holds: bool | None
     measurement: str
+
+    def __post_init__(self):  # numpy booleans (e.g. from ``holds &= x < y``) become Python ones
+        object.__setattr__(self, "holds", None if self.holds is None else bool(self.holds))
 
     @property
     def label(self) -> str:
@@ -45,17 +59,31 @@ class Claim:
     check: Callable[[pd.DataFrame, dict], Verdict]
 
 
+def phases(exp_cfg: dict, default: str = "optimization") -> list[str]:
+    """The phases of an experiment's jobs: its case names, or the single default phase."""
+    return list(exp_cfg.get("cases") or {default: {}})
+
+
 @dataclass(frozen=True)
 class Experiment:
-    """A figure (or table) of a paper: its jobs, its plot and its claims."""
+    """A figure (or table) of a paper: its jobs, its plot and its claims.
+
+    ``run_job(name, exp_cfg, label, seed, device="cpu", progress=False)`` returns the result rows of one
+    (method label, seed) job of the experiment registered as ``name`` (the caller passes the name, so one
+    job function serves several experiments); with ``checkpoints``, it also accepts ``checkpoint_dir``.
+    """
 
     name: str
     title: str
     paper: str
-    run_job: Callable[[dict, str, int], pd.DataFrame]
+    run_job: Callable[..., pd.DataFrame]
     plot: Callable[[pd.DataFrame, dict, list[str]], None]
     claims: tuple[Claim, ...] = field(default_factory=tuple)
     notebook: str = "baselines"  # the notebook (notebooks/<name>.ipynb) that shows this experiment
+    #: the metrics (recorded by its jobs) that its plot, claims and summary read; the summary metrics among them
+    metrics: tuple[str, ...] = ("hypergrad_norm2", "hypergrad_rel_error", "value_gap")
+    #: ``job_phases(exp_cfg) -> [phase]``: the phases of the rows its jobs write
+    job_phases: Callable[[dict], list[str]] = phases
     #: metrics of the summary table (final value per method, mean ± std over seeds), where measured
     summary_metrics: tuple[str, ...] = ("hypergrad_norm2", "hypergrad_rel_error", "value_gap")
     #: configuration keys this experiment needs besides problem, seeds and methods
@@ -107,9 +135,22 @@ def dataset_label(agg: pd.DataFrame) -> str:
     return ", ".join(labels)
 
 
+def case_params(exp_cfg: dict, phase: str) -> dict:
+    """The problem parameters of a case: the problem's own, with the case's overrides (none for a phase
+    that is not a case)."""
+    return {**exp_cfg["problem"].get("params", {}), **(exp_cfg.get("cases") or {}).get(phase, {})}
+
+
 def methods_of(exp_cfg: dict, *methods: str) -> list[str]:
     """Labels of the experiment's method entries whose registry name is one of ``methods``."""
     return [lab for lab, e in exp_cfg["methods"].items() if e["method"] in methods]
+
+
+def method_param(exp_cfg: dict, label: str, name: str, phase: str | None = None):
+    """The effective hyper-parameter ``name`` of method ``label`` (the method's default where the
+    configuration leaves it out; ``phase`` overrides applied as in the jobs)."""
+    mname, params = method_spec(exp_cfg, label, phase)
+    return getattr(method_registry.make(mname, **params), name)
 
 
 def run_note(exp_cfg: dict, extra: str = "", our_choice: bool = True) -> str:
@@ -119,11 +160,6 @@ def run_note(exp_cfg: dict, extra: str = "", our_choice: bool = True) -> str:
     n = len(exp_cfg["seeds"])
     return (f"{prob['name']}({params}); {n} seed{'s' if n != 1 else ''} (median, band = min-max)"
             + ("; our choice" if our_choice else "") + extra)
-
-
-def phases(exp_cfg: dict, default: str = "optimization") -> list[str]:
-    """The phases of an experiment's jobs: its case names, or the single default phase."""
-    return list(exp_cfg.get("cases") or {default: {}})
 
 
 def case_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, bool]],
@@ -143,18 +179,57 @@ def case_panels(exp_cfg: dict, agg: pd.DataFrame, rows: list[tuple[str, str, boo
     return [[panel(r * len(names) + c, phase, *row) for c, phase in enumerate(names)] for r, row in enumerate(rows)]
 
 
+def _numeric(values: pd.Series) -> pd.Series:
+    """``values`` as floats (an empty column read from a CSV has no numeric type)."""
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
 def curve(agg: pd.DataFrame, method: str, metric: str, phase: str) -> pd.DataFrame:
     """Rows of one aggregated curve, sorted by step."""
     sel = agg[(agg["method"] == method) & (agg["metric"] == metric) & (agg["phase"] == phase)]
     return sel.sort_values("step")
 
 
-def first_reaching(agg: pd.DataFrame, method: str, metric: str, phase: str, tol: float,
-                   stat: str = "max", x: str = "oracle_calls") -> float | None:
-    """Smallest ``x`` (mean over seeds) at which ``stat`` of ``metric`` over seeds is <= ``tol``."""
+def first_reaching(agg: pd.DataFrame, method: str, metric: str, phase: str, target: float, stat: str = "max",
+                   x: str = "oracle_calls", lower: bool = True, after_start: bool = False) -> float | None:
+    """``x`` (mean over seeds) at the first evaluation, in step order, where ``stat`` of ``metric`` over
+    seeds reaches ``target``: ``<= target`` (``lower``) or ``>= target``; ``after_start`` skips step 0 (the
+    initial point). A non-finite ``stat`` never reaches a target. None when no evaluation does."""
     c = curve(agg, method, metric, phase)
-    hit = c[c[stat] <= tol]
+    if after_start:
+        c = c[c["step"] > 0]
+    values = _numeric(c[stat])
+    hit = c[np.isfinite(values) & ((values <= target) if lower else (values >= target))]
     return None if hit.empty else float(hit[x].iloc[0])
+
+
+def final_value(agg: pd.DataFrame, method: str, metric: str, phase: str, stat: str = "median") -> float | None:
+    """The last finite ``stat`` (over seeds) of ``metric`` in step order -- for a diverged run its last
+    finite point; None when the curve has no finite value (nothing recorded, or every value NaN / ±inf)."""
+    values = _numeric(curve(agg, method, metric, phase)[stat])
+    values = values[np.isfinite(values)]
+    return None if values.empty else float(values.iloc[-1])
+
+
+def diverged(agg: pd.DataFrame, method: str, metric: str, phase: str) -> bool:
+    """Whether the curve ends diverged: status ``diverged`` (in some seed) at its last evaluation (a run's
+    status is on every row of it; a sweep has one per budget)."""
+    c = curve(agg, method, metric, phase)
+    return not c.empty and c["status"].iloc[-1] == "diverged"
+
+
+def decrease_factor(agg: pd.DataFrame, method: str, metric: str, phase: str) -> float | None:
+    """Median ``metric`` at the first evaluation over the median at the last, for a curve of at least two
+    evaluations whose runs all completed; None otherwise (a diverged run has no decrease to report) and
+    where either median is not finite."""
+    c = curve(agg, method, metric, phase)
+    if len(c) < 2 or not (c["status"] == "completed").all():
+        return None
+    first, last = _numeric(c["median"]).iloc[[0, -1]]
+    if not (np.isfinite(first) and np.isfinite(last)):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):  # a last value of exactly 0: an infinite decrease
+        return float(np.float64(first) / last)
 
 
 def final_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,17 +1,41 @@
-"""Semantic checks of a configuration, beyond its JSON schema; errors name the config key.
+"""Configuration: loading (a default merged with overlays) and semantic checks beyond the JSON schema.
 
-Called by the Snakefile at parse time (before any job starts) and by the CLI: every method label
-must name a registered method whose parameters construct (so a negative step size or an unknown
-parameter fails here), every problem must build its parameters, budgets must be positive.
+**Loading.** ``config/config.yaml`` is the one place where every experiment is written (its problem,
+methods and their parameters). ``config/paper.yaml`` and ``.test/config/config.yaml`` are overlays
+that hold only what changes with scale (seeds, budgets, sizes, datasets, grids). They are merged
+over the default as Snakemake merges config files (:func:`merge`: mappings key by key, any other
+value replaces), then :func:`resolve` applies two conventions:
+
+- a key set to ``null`` is removed (an overlay drops a default's method, case or parameter; the
+  method's or problem's own default then applies);
+- a method entry with ``enabled: false`` is defined but not run (the default config uses it for
+  methods only paper scale affords; an overlay turns them on with ``enabled: true``).
+
+**Checks.** Called by the Snakefile at parse time (before any job starts) and by the CLI: every
+method label must name a registered method whose parameters construct (so a negative step size or an
+unknown parameter fails here, with the limits the method classes declare), every problem must build
+its parameters, budgets must be positive. Errors name the config key.
+
+This module does not import the experiment registry (:mod:`bilevel.experiments` passes its lookup
+in), so the package has no import cycle.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
+import yaml
+
+from .. import data
 from .. import methods as method_registry
 from .. import problems as problem_registry
+from . import tables
+
+#: the repository's default configuration (a source checkout: src/bilevel/experiments/ -> root)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -32,6 +56,85 @@ def method_spec(exp_cfg: dict, label: str, phase: str | None = None) -> tuple[st
     return entry["method"], params
 
 
+def grid_cells(grid: dict) -> list[tuple[str, dict]]:
+    """The cells of a two-factor sweep ``{"rows": axis, "columns": axis}`` (an axis is ``{"params": [...],
+    "values": [...]}``; every parameter of an axis takes the axis value): ``(name, parameter overrides)``
+    in row-major order, named e.g. ``"beta=0.1, alpha=0.001"`` or ``"gamma=0.99, lam=eta=0.9"``."""
+    def part(axis, value):
+        return "=".join(axis["params"]) + f"={value:g}"
+
+    rows, cols = grid["rows"], grid["columns"]
+    return [(f"{part(rows, rv)}, {part(cols, cv)}", {**dict.fromkeys(rows["params"], rv), **dict.fromkeys(cols["params"], cv)})
+            for rv in rows["values"] for cv in cols["values"]]
+
+
+def merge(base: dict, overlay: Mapping) -> dict:
+    """``overlay`` merged into ``base`` in place, as Snakemake merges config files: mappings key by key
+    (new keys after the existing ones), any other value (lists included) replaces."""
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def resolve(config: dict) -> dict:
+    """Apply the overlay conventions in place: drop ``null`` keys (recursively) and method entries with
+    ``enabled: false``, and remove the ``enabled`` keys. Returns ``config``."""
+    def drop_nulls(node):
+        if isinstance(node, dict):
+            for key in [k for k, v in node.items() if v is None]:
+                del node[key]
+            for value in node.values():
+                drop_nulls(value)
+        elif isinstance(node, list):
+            for value in node:
+                drop_nulls(value)
+
+    drop_nulls(config)
+    experiments = config.get("experiments")
+    for name, exp_cfg in (experiments.items() if isinstance(experiments, dict) else ()):
+        methods = exp_cfg.get("methods") if isinstance(exp_cfg, dict) else None
+        if not isinstance(methods, dict):
+            continue
+        for label, entry in list(methods.items()):
+            if not isinstance(entry, dict):
+                continue
+            enabled = entry.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                raise ConfigError(f"experiments.{name}.methods.{label}.enabled: must be true or false, got {enabled!r}")
+            if not enabled:
+                del methods[label]
+    return config
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a configuration must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(*overlays: str | Path, base: str | Path | None = None) -> dict:
+    """The resolved configuration: ``base`` (default: the repository's ``config/config.yaml``) with each
+    overlay file merged over it in order (:func:`merge`), then :func:`resolve`. This is what the
+    Snakefile sees for ``snakemake --configfile OVERLAY ...`` (schema defaults aside)."""
+    config = read_yaml(DEFAULT_CONFIG if base is None else base)
+    for overlay in overlays:
+        merge(config, read_yaml(overlay))
+    return resolve(config)
+
+
 def _check_factory_params(factory, params: dict, key: str) -> None:
     accepted = set(inspect.signature(factory).parameters)
     unknown = sorted(set(params) - accepted)
@@ -41,14 +144,9 @@ def _check_factory_params(factory, params: dict, key: str) -> None:
         raise ConfigError(f"{key}.seed: the problem instance is chosen by the experiment's seeds; remove this key")
 
 
-def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None:
-    """Raise :class:`ConfigError` naming the key of the first invalid entry of an experiment."""
-    from . import get as get_experiment
-
-    try:
-        experiment = get_experiment(name)
-    except KeyError as err:
-        raise ConfigError(f"experiments.{name}: {err.args[0]}") from None
+def check_experiment(name: str, exp_cfg: dict, experiment, phases=("optimization",)) -> None:
+    """Raise :class:`ConfigError` naming the key of the first invalid entry of experiment ``name``
+    (``experiment``: its registered :class:`~bilevel.experiments.base.Experiment`)."""
     for key in experiment.requires:
         if key not in exp_cfg:
             raise ConfigError(f"{_key('experiments', name, key)}: required by this experiment")
@@ -66,8 +164,6 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
     for where, params in places:
         dataset = params.get("dataset")
         if dataset is not None:
-            from .. import data
-
             if dataset not in data.available():
                 raise ConfigError(f"{_key('experiments', name, *where, 'dataset')}: unknown dataset "
                                   f"{dataset!r}; available: {', '.join(data.available())}")
@@ -86,8 +182,6 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
                 where = "params" if phase is None else f"{phase}.params / {label}.{phase}_params"
                 raise ConfigError(f"{_key('experiments', name, 'methods', label, where)}: {err}") from None
         if "grid" in entry:
-            from .jobs import grid_cells
-
             mname, params = method_spec(exp_cfg, label)
             for cell, overrides in grid_cells(entry["grid"]):
                 try:
@@ -107,8 +201,6 @@ def check_experiment(name: str, exp_cfg: dict, phases=("optimization",)) -> None
 
 def check_data(data_cfg: dict) -> None:
     """Dataset names, splits and stand-ins of the ``data`` section exist in the registry."""
-    from .. import data
-
     def known(name, key):
         if name not in data.available():
             raise ConfigError(f"{key}: unknown dataset {name!r}; available: {', '.join(data.available())}")
@@ -133,16 +225,19 @@ def check_data(data_cfg: dict) -> None:
                                   f"(it stands in for {', '.join(spec.stands_in_for) or 'nothing'})")
 
 
-def check_config(config: dict) -> dict:
-    """Check every experiment of ``config`` and its data section; return it unchanged (for chaining)."""
+def check_config(config: dict, get_experiment: Callable[[str], object]) -> dict:
+    """Check every experiment of ``config`` (``get_experiment(name)``: its registered experiment, KeyError
+    when unknown) and its data section; return it unchanged (for chaining)."""
     experiments = config.get("experiments")
     if not experiments:
         raise ConfigError("experiments: the configuration defines no experiment")
     for name, exp_cfg in experiments.items():
-        check_experiment(name, exp_cfg)
+        try:
+            experiment = get_experiment(name)
+        except KeyError as err:
+            raise ConfigError(f"experiments.{name}: {err.args[0]}") from None
+        check_experiment(name, exp_cfg, experiment)
     check_data(config.get("data", {}))
-    from . import tables
-
     for i, name in enumerate(config.get("tables", [])):
         if name not in tables.available():
             raise ConfigError(f"tables[{i}]: unknown table {name!r}; available: {', '.join(tables.available())}")

@@ -20,46 +20,33 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import methods as method_registry
-from .base import Claim, Experiment, Verdict, case_panels, curve, dataset_label, methods_of, phases, run_note
-from .config import method_spec
+from .base import (
+    Claim,
+    Experiment,
+    Verdict,
+    case_panels,
+    case_params,
+    curve,
+    dataset_label,
+    final_value,
+    first_reaching,
+    method_param,
+    methods_of,
+    phases,
+    run_note,
+)
 from .jobs import case_runs
-from .minimax_cubic import FIGURE1
+from .minimax_cubic import PAPER
 
-PAPER = FIGURE1.paper
 SOURCE = "FSBA paper, abstract: second-order methods converge faster than first-order ones [paper]; " \
          "setup specs/fsba.md F-4..F-8 (our choice)"
 OURS = ("fsba", "ifsba", "lfsba")
 BASELINES = ("itd", "aid", "f2ba")
 CLEANING_METRICS = ("hyperobjective", "upper_objective", "test_accuracy", "test_loss", "corrupted_downweighted",
                     "clean_downweighted", "corrupted_in_lowest", "unweighted_test_accuracy")
+#: what the data-cleaning jobs record (cleaning metrics, penalty-gradient error, cubic step, Ψ-gradient)
+METRICS = (*CLEANING_METRICS, "hypergrad_rel_error", "step_norm", "hypergrad_norm2", "mean_log_regularization")
 
-
-
-def _param(exp_cfg: dict, label: str, name: str):
-    """A method's effective hyper-parameter (its default when the configuration leaves it out)."""
-    mname, params = method_spec(exp_cfg, label, "optimization")
-    return getattr(method_registry.make(mname, **params), name)
-
-
-def _run_job(name: str):
-    def run_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
-        return case_runs(name, exp_cfg, label, seed, device, progress=progress)
-    return run_job
-
-
-def _final(agg: pd.DataFrame, label: str, metric: str, phase: str) -> float | None:
-    c = curve(agg, label, metric, phase)
-    c = c[np.isfinite(c["median"])]
-    return None if c.empty else float(c["median"].iloc[-1])
-
-
-def _time_to(agg: pd.DataFrame, label: str, metric: str, phase: str, target: float, lower: bool = True):
-    """First time (mean over seeds) at which the median curve reaches ``target`` after the start."""
-    c = curve(agg, label, metric, phase)
-    c = c[c["step"] > 0]
-    hit = c[c["median"] <= target] if lower else c[c["median"] >= target]
-    return None if hit.empty else float(hit["time"].iloc[0])
 
 
 def _fmt(t: float | None) -> str:
@@ -75,17 +62,17 @@ def faster_than_baselines(metric: str, what: str, lower: bool = True, baselines:
             return Verdict(None, f"needs an FSBA-family method and one of {', '.join(baselines)}")
         parts, holds = [], True
         for phase in phases(exp_cfg):
-            finals = {lab: _final(agg, lab, metric, phase) for lab in rivals}
+            finals = {lab: final_value(agg, lab, metric, phase) for lab in rivals}
             finals = {k: v for k, v in finals.items() if v is not None}
             if not finals:
                 return Verdict(None, f"{phase}: no baseline results")
             target = (min if lower else max)(finals.values())
-            t_ours = {lab: _time_to(agg, lab, metric, phase, target, lower) for lab in ours}
-            t_base = {lab: _time_to(agg, lab, metric, phase, target, lower) for lab in rivals}
-            best_ours = min((t for t in t_ours.values() if t is not None), default=None)
-            best_base = min((t for t in t_base.values() if t is not None), default=None)
+            times = {lab: first_reaching(agg, lab, metric, phase, target, "median", "time", lower, after_start=True)
+                     for lab in ours + rivals}
+            best_ours = min((times[lab] for lab in ours if times[lab] is not None), default=None)
+            best_base = min((times[lab] for lab in rivals if times[lab] is not None), default=None)
             holds &= best_ours is not None and (best_base is None or best_ours < best_base)
-            shown = ", ".join(f"{lab} {_fmt(t)}" for lab, t in {**t_ours, **t_base}.items())
+            shown = ", ".join(f"{lab} {_fmt(t)}" for lab, t in times.items())
             parts.append(f"{phase}: best baseline final {what} {target:.4g}, first reached at: {shown}")
         return Verdict(holds, "; ".join(parts))
     return check
@@ -94,16 +81,17 @@ def faster_than_baselines(metric: str, what: str, lower: bool = True, baselines:
 def _cleaned_beats_unweighted(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     """On the breast-cancer case with p = 0.25: the final test accuracy of the FSBA-family model (trained
     with the learned weights) exceeds the model trained on the corrupted set without weights."""
-    base = exp_cfg["problem"].get("params", {})
-    cases = [c for c, o in exp_cfg.get("cases", {}).items()
-             if {**base, **o}.get("dataset") == "breast-cancer" and float({**base, **o}.get("noise", -1)) == 0.25]
+    cases = [c for c in exp_cfg.get("cases", {}) if case_params(exp_cfg, c).get("dataset") == "breast-cancer"
+             and float(case_params(exp_cfg, c).get("noise", -1)) == 0.25]
     if not cases:
         return Verdict(None, "no breast-cancer case with noise 0.25 in this configuration")
+    if not methods_of(exp_cfg, *OURS):
+        return Verdict(None, "needs an FSBA-family method")
     case = cases[0]
     parts, holds = [], True
     for lab in methods_of(exp_cfg, *OURS):
-        cleaned = _final(agg, lab, "test_accuracy", case)
-        plain = _final(agg, lab, "unweighted_test_accuracy", case)
+        cleaned = final_value(agg, lab, "test_accuracy", case)
+        plain = final_value(agg, lab, "unweighted_test_accuracy", case)
         if cleaned is None or plain is None:
             return Verdict(None, f"{lab}: no test accuracy recorded in {case}")
         holds &= cleaned > plain
@@ -115,13 +103,14 @@ def _cleaned_beats_unweighted(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 def _finds_noisy_labels(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     """In every case, FSBA-family weights rank the corrupted samples lowest at least halfway between
     chance (the noise rate) and perfect: corrupted share of the k lowest weights ≥ (1 + p) / 2."""
+    if not methods_of(exp_cfg, *OURS):
+        return Verdict(None, "needs an FSBA-family method")
     parts, holds = [], True
     for phase in phases(exp_cfg):
-        noise = float({**exp_cfg["problem"].get("params", {}), **exp_cfg.get("cases", {}).get(phase, {})}
-                      .get("noise", 0.25))
+        noise = float(case_params(exp_cfg, phase).get("noise", 0.25))
         need = (1 + noise) / 2
         for lab in methods_of(exp_cfg, *OURS):
-            got = _final(agg, lab, "corrupted_in_lowest", phase)
+            got = final_value(agg, lab, "corrupted_in_lowest", phase)
             if got is None:
                 return Verdict(None, f"{lab}: no corrupted_in_lowest in {phase}")
             holds &= got >= need
@@ -153,7 +142,7 @@ CLEANING_ROWS = [
 
 FIGURE2 = Experiment(
     name="fsba_fig2_cleaning", title="FSBA paper, Figure 2: data cleaning on LIBSVM breast-cancer and australian",
-    paper=PAPER, run_job=_run_job("fsba_fig2_cleaning"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 2: data cleaning (per-sample weights σ(x), logistic regression)", CLEANING_ROWS),
     claims=(
         Claim("fsba_fig2_cleaning/faster-than-first-order",
@@ -173,7 +162,7 @@ FIGURE2 = Experiment(
 
 FIGURE3 = Experiment(
     name="fsba_fig3_regularization", title="FSBA paper, Figure 3: one l2 hyper-parameter per feature",
-    paper=PAPER, run_job=_run_job("fsba_fig3_regularization"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 3: learnable l2 regularisation (one weight per feature)", [
         ("upper_objective", "validation loss $f(x, y_k)$", True),
         ("test_loss", "test loss", True),
@@ -191,7 +180,7 @@ FIGURE3 = Experiment(
 
 FIGURE5 = Experiment(
     name="fsba_fig5_hypercleaning", title="FSBA paper, Figure 5: MNIST data hyper-cleaning with IFSBA",
-    paper=PAPER, run_job=_run_job("fsba_fig5_hypercleaning"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 5: MNIST hyper-cleaning (softmax regression, per-sample weights)", [
         ("test_loss", "test loss", True),
         ("test_accuracy", "test accuracy", False),
@@ -212,7 +201,7 @@ FIGURE5 = Experiment(
 # ------------------------------------------------------------------------------------ ablations
 def _by_param(exp_cfg: dict, name: str) -> dict[str, float]:
     """Method label -> value of hyper-parameter ``name`` (FSBA-family methods only), sorted by value."""
-    values = {lab: float(_param(exp_cfg, lab, name)) for lab in methods_of(exp_cfg, *OURS)}
+    values = {lab: float(method_param(exp_cfg, lab, name, "optimization")) for lab in methods_of(exp_cfg, *OURS)}
     return dict(sorted(values.items(), key=lambda kv: kv[1]))
 
 
@@ -222,6 +211,14 @@ def _midway(agg: pd.DataFrame, label: str, metric: str, phase: str) -> float | N
     c = curve(agg, label, metric, phase)
     c = c[np.isfinite(c["median"])]
     return None if c.empty else float(c["median"].iloc[len(c) // 2])
+
+
+def _run_statistic(agg: pd.DataFrame, label: str, metric: str, phase: str, how: str) -> float | None:
+    """The median or mean (``how``) over the run's evaluations after the start of the median curve (NaN
+    evaluations left out; an infinite one makes it infinite); None when nothing was recorded."""
+    c = curve(agg, label, metric, phase)
+    value = float(getattr(c.loc[c["step"] > 0, "median"], how)()) if not c.empty else float("nan")
+    return None if np.isnan(value) else value
 
 
 def _lazy_faster(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
@@ -237,7 +234,8 @@ def _lazy_faster(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         target = _midway(agg, base[0], "hyperobjective", phase)
         if target is None:
             return Verdict(None, f"no {base[0]} results in {phase}")
-        times = {lab: _time_to(agg, lab, "hyperobjective", phase, target) for lab in base + lazy}
+        times = {lab: first_reaching(agg, lab, "hyperobjective", phase, target, "median", "time", after_start=True)
+                 for lab in base + lazy}
         best = min((t for lab, t in times.items() if lab in lazy and t is not None), default=None)
         holds &= best is not None and (times[base[0]] is None or best < times[base[0]])
         parts.append(f"{phase}: time to m = 1's half-way Ψ {target:.4g}: "
@@ -252,10 +250,9 @@ def _penalty_error_decreases(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         return Verdict(None, "needs at least two values of λ")
     parts, holds = [], True
     for phase in phases(exp_cfg):
-        errs = {}
-        for lab in lams:
-            c = curve(agg, lab, "hypergrad_rel_error", phase)
-            errs[lab] = float(c.loc[c["step"] > 0, "median"].median()) if not c.empty else float("nan")
+        errs = {lab: _run_statistic(agg, lab, "hypergrad_rel_error", phase, "median") for lab in lams}
+        if any(v is None for v in errs.values()):
+            return Verdict(None, f"{phase}: hypergrad_rel_error not recorded for every λ")
         seq = [errs[lab] for lab in lams]
         holds &= bool(np.all(np.isfinite(seq))) and all(a >= b for a, b in zip(seq, seq[1:], strict=False))
         parts.append(f"{phase}: " + ", ".join(f"λ={lams[lab]:g}: {errs[lab]:.3g}" for lab in lams))
@@ -269,10 +266,9 @@ def _step_shrinks_with_M(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         return Verdict(None, "needs at least two values of M")
     parts, holds = [], True
     for phase in phases(exp_cfg):
-        steps = {}
-        for lab in Ms:
-            c = curve(agg, lab, "step_norm", phase)
-            steps[lab] = float(c.loc[c["step"] > 0, "median"].mean()) if not c.empty else float("nan")
+        steps = {lab: _run_statistic(agg, lab, "step_norm", phase, "mean") for lab in Ms}
+        if any(v is None for v in steps.values()):
+            return Verdict(None, f"{phase}: step_norm not recorded for every M")
         seq = [steps[lab] for lab in Ms]
         holds &= bool(np.all(np.isfinite(seq))) and all(a > b for a, b in zip(seq, seq[1:], strict=False))
         parts.append(f"{phase}: " + ", ".join(f"M={Ms[lab]:g}: {steps[lab]:.3g}" for lab in Ms))
@@ -286,7 +282,7 @@ def _robust_to(param: str, symbol: str):
         tol = float(exp_cfg.get("claims", {}).get("robust_tolerance", 0.05))
         parts, holds = [], True
         for phase in phases(exp_cfg):
-            finals = {lab: _final(agg, lab, "hyperobjective", phase) for lab in values}
+            finals = {lab: final_value(agg, lab, "hyperobjective", phase) for lab in values}
             if any(v is None for v in finals.values()):
                 return Verdict(None, f"{phase}: missing results")
             best = min(finals.values())
@@ -300,7 +296,7 @@ ABLATION = "FSBA paper: ablations of m, λ, M (Figures 6-8) [project-scope]; gri
 
 FIGURE6B = Experiment(
     name="fsba_fig6b_period", title="FSBA paper, Figure 6(b): Hessian update period m of LFSBA on australian",
-    paper=PAPER, run_job=_run_job("fsba_fig6b_period"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 6(b): ablation of the Hessian update period m (data cleaning)", [
         ("hyperobjective", r"validation loss $\Psi(x)$", True),
         ("test_accuracy", "test accuracy (model at $y^*(x)$)", False)]),
@@ -316,7 +312,7 @@ FIGURE6B = Experiment(
 
 FIGURE7 = Experiment(
     name="fsba_fig7_penalty", title="FSBA paper, Figure 7: penalty multiplier λ",
-    paper=PAPER, run_job=_run_job("fsba_fig7_penalty"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 7: ablation of the penalty multiplier λ (data cleaning)", [
         ("hyperobjective", r"validation loss $\Psi(x)$", True),
         ("hypergrad_rel_error", r"$\|\nabla L^*_\lambda - \nabla\Psi\| / \|\nabla\Psi\|$", True)]),
@@ -334,7 +330,7 @@ FIGURE7 = Experiment(
 
 FIGURE8 = Experiment(
     name="fsba_fig8_cubic", title="FSBA paper, Figure 8: cubic regularisation M",
-    paper=PAPER, run_job=_run_job("fsba_fig8_cubic"),
+    paper=PAPER, run_job=case_runs, metrics=METRICS,
     plot=_plot("FSBA Fig. 8: ablation of the cubic regularisation M (data cleaning)", [
         ("hyperobjective", r"validation loss $\Psi(x)$", True),
         ("step_norm", r"cubic step $\|s_k\|$", True)]),

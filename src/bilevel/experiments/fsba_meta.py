@@ -14,23 +14,19 @@ panels use labelled stand-ins (``data.stand_ins``).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from .base import Claim, Experiment, Verdict, case_panels, curve, dataset_label, methods_of, phases, run_note
-from .fsba_cleaning import PAPER, faster_than_baselines
+from .base import Claim, Experiment, Verdict, case_panels, curve, dataset_label, final_value, methods_of, phases, run_note
+from .fsba_cleaning import faster_than_baselines
 from .jobs import case_runs
+from .minimax_cubic import PAPER
 
 NAME = "fsba_fig4_meta"
 SOURCE = ("FSBA paper, Figure 4: meta-learning, test accuracy vs time against ITD, AID-CG, F2BA and PZOBO [paper]; "
           "setup specs/fsba.md F-6 (our choice)")
 PZOBO_SOURCE = ("PZOBO paper, abstract: PZOBO beats baseline bilevel optimisers in few-shot meta-learning "
                 "[unverified, specs/pzobo.md §1]")
-ALL_METHODS = ("itd", "aid", "f2ba", "pzobo", "fsba", "ifsba", "lfsba")
-
-
-def run_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False,
-            checkpoint_dir=None) -> pd.DataFrame:
-    return case_runs(NAME, exp_cfg, label, seed, device, progress=progress, checkpoint_dir=checkpoint_dir)
 
 
 def _case_title(agg: pd.DataFrame, phase: str, overrides: dict) -> str:
@@ -51,8 +47,10 @@ def plot(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> None:
 
 
 def _start_end(agg: pd.DataFrame, label: str, phase: str, metric: str = "test_accuracy"):
+    """Median ``metric`` at the first evaluation (None unless finite) and its final value (:func:`final_value`)."""
     c = curve(agg, label, metric, phase)
-    return (None, None) if c.empty else (float(c["median"].iloc[0]), float(c["median"].iloc[-1]))
+    start = float(c["median"].iloc[0]) if not c.empty else float("nan")
+    return (start if np.isfinite(start) else None), final_value(agg, label, metric, phase)
 
 
 def _meta_training_helps(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
@@ -65,7 +63,7 @@ def _meta_training_helps(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         shown = []
         for label in exp_cfg["methods"]:
             start, end = _start_end(agg, label, phase)
-            if start is None:
+            if start is None or end is None:
                 return Verdict(None, f"{phase}: no test accuracy for {label}")
             holds &= end > start and end >= chance + margin
             shown.append(f"{label} {start:.3f} → {end:.3f}")
@@ -83,7 +81,7 @@ def _pzobo_competitive(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         return Verdict(None, "needs PZOBO and one of ITD, AID, F2BA")
     parts, holds = [], True
     for phase in phases(exp_cfg):
-        finals = {lab: _start_end(agg, lab, phase)[1] for lab in ours + rivals}
+        finals = {lab: final_value(agg, lab, "test_accuracy", phase) for lab in ours + rivals}
         if any(v is None for v in finals.values()):
             return Verdict(None, f"{phase}: missing results")
         best_rival = max(finals[lab] for lab in rivals)
@@ -95,7 +93,7 @@ def _pzobo_competitive(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 FIGURE4 = Experiment(
     name=NAME, title="FSBA paper, Figure 4: few-shot meta-learning on FC100 and miniImageNet",
-    paper=PAPER, run_job=run_job, plot=plot,
+    paper=PAPER, run_job=case_runs, plot=plot, metrics=("test_accuracy", "test_loss", "meta_train_accuracy"),
     claims=(
         Claim(f"{NAME}/faster-than-baselines",
               "An FSBA-family method reaches the best final held-out accuracy of ITD, AID-CG, F2BA and PZOBO in "

@@ -21,8 +21,22 @@ from __future__ import annotations
 import pandas as pd
 
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label, first_reaching, run_note
+from .base import (
+    Claim,
+    Experiment,
+    Verdict,
+    dataset_label,
+    decrease_factor,
+    diverged,
+    final_value,
+    first_reaching,
+    method_param,
+    methods_of,
+    run_note,
+)
 from .jobs import hypergradient_sweep, optimization_run
+
+PHASES = ["hypergradient", "optimization"]
 
 PANELS = [
     Panel("hypergradient", "hypergrad_rel_error", "oracle_calls", "(a) hypergradient at $x_0$",
@@ -34,12 +48,10 @@ PANELS = [
 ]
 
 
-def _run_job(name: str):
-    def run_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
-        """Both phases for one method label and seed."""
-        return pd.concat([hypergradient_sweep(name, exp_cfg, label, seed, device),
-                          optimization_run(name, exp_cfg, label, seed, device, progress=progress)], ignore_index=True)
-    return run_job
+def run_job(name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
+    """Both phases for one method label and seed."""
+    return pd.concat([hypergradient_sweep(name, exp_cfg, label, seed, device),
+                      optimization_run(name, exp_cfg, label, seed, device, progress=progress)], ignore_index=True)
 
 
 def _plot(title: str):
@@ -54,16 +66,14 @@ def _plot(title: str):
     return plot
 
 
-def _labels_of(exp_cfg: dict, method: str, solver: str | None = None) -> list[str]:
-    return [lab for lab, e in exp_cfg["methods"].items()
-            if e["method"] == method and (solver is None or e.get("params", {}).get("solver", "cg") == solver)]
-
-
 def _cg_beats_itd(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
-    itd, cg = _labels_of(exp_cfg, "itd"), _labels_of(exp_cfg, "aid", "cg")
+    itd = methods_of(exp_cfg, "itd")
+    cg = [lab for lab in methods_of(exp_cfg, "aid") if method_param(exp_cfg, lab, "solver") == "cg"]
     if not itd or not cg:
         return Verdict(None, "needs an ITD and an AID-CG configuration")
+    if all(final_value(agg, lab, "hypergrad_rel_error", "hypergradient", "max") is None for lab in itd + cg):
+        return Verdict(None, "no finite hypergradient errors in the sweep")
     calls = {lab: first_reaching(agg, lab, "hypergrad_rel_error", "hypergradient", tol) for lab in itd + cg}
     shown = ", ".join(f"{lab}: {'not reached' if v is None else f'{v:.0f} calls'}" for lab, v in calls.items())
     best_cg = min((v for lab, v in calls.items() if lab in cg and v is not None), default=None)
@@ -75,25 +85,22 @@ def _cg_beats_itd(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 
 def _all_converge(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
+    """A sweep that diverged at the largest budget (non-finite estimate) does not converge; its last finite
+    error is shown, marked "(diverged)"."""
     tol = exp_cfg.get("claims", {}).get("convergence_tolerance", 1e-6)
-    finals = {}
-    for lab in exp_cfg["methods"]:
-        c = curve(agg, lab, "hypergrad_rel_error", "hypergradient")
-        if not c.empty:
-            finals[lab] = float(c["max"].iloc[-1])
+    finals = {lab: final_value(agg, lab, "hypergrad_rel_error", "hypergradient", "max") for lab in exp_cfg["methods"]}
+    finals = {lab: v for lab, v in finals.items() if v is not None}
     if not finals:
         return Verdict(None, "no hypergradient sweep results")
-    shown = ", ".join(f"{lab}: {v:.1e}" for lab, v in finals.items())
-    return Verdict(all(v <= tol for v in finals.values()), f"worst-seed error at the largest budget: {shown}")
+    bad = {lab for lab in finals if diverged(agg, lab, "hypergrad_rel_error", "hypergradient")}
+    shown = ", ".join(f"{lab}: {v:.1e}" + (" (diverged)" if lab in bad else "") for lab, v in finals.items())
+    return Verdict(not bad and all(v <= tol for v in finals.values()), f"worst-seed error at the largest budget: {shown}")
 
 
 def _descent(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     factor = exp_cfg.get("claims", {}).get("decrease_factor", 100.0)
-    ratios = {}
-    for lab in exp_cfg["methods"]:
-        c = curve(agg, lab, "hypergrad_norm2", "optimization")
-        if len(c) >= 2 and (c["status"] == "completed").all():
-            ratios[lab] = float(c["median"].iloc[0] / c["median"].iloc[-1])
+    ratios = {lab: decrease_factor(agg, lab, "hypergrad_norm2", "optimization") for lab in exp_cfg["methods"]}
+    ratios = {lab: r for lab, r in ratios.items() if r is not None}
     if not ratios:
         return Verdict(None, "no completed optimization runs")
     shown = ", ".join(f"{lab}: {r:.1e}x" for lab, r in ratios.items())
@@ -119,8 +126,9 @@ def _claims(name: str, subject: str) -> tuple[Claim, ...]:
 
 def make_experiment(name: str, title: str, subject: str) -> Experiment:
     """An ITD-vs-AID experiment named ``name`` (its config section chooses the problem)."""
-    return Experiment(name=name, title=title, paper="shared baselines (all three papers)", run_job=_run_job(name),
-                      plot=_plot(title), claims=_claims(name, subject))
+    return Experiment(name=name, title=title, paper="shared baselines (all three papers)", run_job=run_job,
+                      plot=_plot(title), claims=_claims(name, subject), job_phases=lambda exp_cfg: list(PHASES),
+                      metrics=("hypergrad_rel_error", "inner_distance", "hypergrad_norm2", "value_gap"))
 
 
 QUADRATIC = make_experiment("quadratic_hypergradient", "ITD vs AID hypergradients on a stochastic quadratic",

@@ -1,7 +1,10 @@
-"""Job kinds shared by experiments: a hypergradient-accuracy sweep and an optimization run.
+"""Job kinds shared by experiments: a hypergradient-accuracy sweep, optimization runs (one per case),
+online runs (one per case) and online sweeps (one per grid cell).
 
-Both return schema rows (:mod:`bilevel.results`). The job seed selects the problem instance (as
-``random_state`` does upstream) and seeds the run's generator.
+Each returns schema rows (:mod:`bilevel.results`) and takes ``(exp_name, exp_cfg, label, seed, device,
+progress)`` first, so that :func:`case_runs`, :func:`online_runs`, :func:`grid_runs` and
+:func:`optimization_run` serve as an :class:`~.base.Experiment`'s ``run_job`` as they are. The job seed
+selects the problem instance (as ``random_state`` does upstream) and seeds the run's generator.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import torch
 from .. import methods as method_registry
 from .. import problems as problem_registry
 from ..methods.base import HypergradientMethod
+from ..online import run_online
 from ..oracle import Oracle
 from ..results import tidy
 from ..run import Checkpoint, Clock, run
-from .config import ConfigError, method_spec
+from .config import ConfigError, grid_cells, method_spec
 
 
 def build_problem(exp_cfg: dict, seed: int, device: str = "cpu", overrides: dict | None = None):
@@ -127,8 +131,6 @@ def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str
                 progress=False) -> pd.DataFrame:
     """One :func:`bilevel.online.run_online` per case (or one ``online`` phase) for ``online.rounds``
     rounds of the experiment's stream; the seed draws the oracle noise and the method's randomness."""
-    from ..online import run_online
-
     section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
     mname, params = method_spec(exp_cfg, label, "online")
     method = method_registry.make(mname, **params)
@@ -141,24 +143,10 @@ def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str
     return pd.concat(frames, ignore_index=True)
 
 
-def grid_cells(grid: dict) -> list[tuple[str, dict]]:
-    """The cells of a two-factor sweep ``{"rows": axis, "columns": axis}`` (an axis is ``{"params": [...],
-    "values": [...]}``; every parameter of an axis takes the axis value): ``(name, parameter overrides)``
-    in row-major order, named e.g. ``"beta=0.1, alpha=0.001"`` or ``"gamma=0.99, lam=eta=0.9"``."""
-    def part(axis, value):
-        return "=".join(axis["params"]) + f"={value:g}"
-
-    rows, cols = grid["rows"], grid["columns"]
-    return [(f"{part(rows, rv)}, {part(cols, cv)}", {**dict.fromkeys(rows["params"], rv), **dict.fromkeys(cols["params"], cv)})
-            for rv in rows["values"] for cv in cols["values"]]
-
-
 def grid_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu",
               progress=False) -> pd.DataFrame:
     """One online run per cell of the method's ``grid`` (its parameters over the method's own ones), each
     labelled with the cell's name as the phase (the appendix sweeps of the SOGD paper)."""
-    from ..online import run_online
-
     section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
     mname, base = method_spec(exp_cfg, label, "online")
     stream = build_problem(exp_cfg, seed, device)

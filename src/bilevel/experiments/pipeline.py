@@ -10,6 +10,7 @@ datasets table -> figures/datasets.md
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import torch
 
 from .. import classifiers, data
 from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
-from . import get as get_experiment
+from . import tables
 from .base import aggregate, dataset_label, summary_table
-from .config import check_experiment
+from .config import ConfigError, check_experiment
+from .registry import get as get_experiment
 
 
 def resolve_device(name: str | None) -> str:
@@ -40,7 +42,11 @@ def checkpoint_dir(out: str | Path) -> Path:
 def execute_job(config: dict, experiment: str, label: str, seed: int, out: str | Path, progress=False) -> pd.DataFrame:
     """Run one (experiment, method label, seed) job and write its rows and provenance atomically."""
     exp_cfg = config["experiments"][experiment]
-    check_experiment(experiment, exp_cfg)
+    try:
+        definition = get_experiment(experiment)
+    except KeyError as err:
+        raise ConfigError(f"experiments.{experiment}: {err.args[0]}") from None
+    check_experiment(experiment, exp_cfg, definition)
     if label not in exp_cfg["methods"]:
         raise KeyError(f"experiments.{experiment}.methods has no method {label!r}; "
                        f"configured: {', '.join(exp_cfg['methods'])}")
@@ -49,10 +55,9 @@ def execute_job(config: dict, experiment: str, label: str, seed: int, out: str |
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))
     started = time.perf_counter()
-    definition = get_experiment(experiment)
     extra = {"checkpoint_dir": checkpoint_dir(out)} if definition.checkpoints else {}
     with data.track_usage() as datasets:
-        rows = definition.run_job(exp_cfg, label, int(seed), device=device, progress=progress, **extra)
+        rows = definition.run_job(experiment, exp_cfg, label, int(seed), device=device, progress=progress, **extra)
     record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg},
                         seed=int(seed), device=device, datasets=datasets,
                         extra={"wall_seconds": round(time.perf_counter() - started, 3),
@@ -132,8 +137,6 @@ def fetch_dataset(config: dict, name: str, out: str | Path, download: bool = Fal
 
 def datasets_markdown(manifests: list[str | Path]) -> str:
     """The table of datasets used by this run: what was asked for, what was used, from which files."""
-    import json
-
     lines = ["# Datasets used by this run", "",
              "Every file is identified by its official name and checksum. A stand-in is labelled "
              "`STAND-IN: <stand-in> for <official>` here and in every figure, table and claim that uses it.", "",
@@ -157,8 +160,6 @@ def write_datasets_table(manifests: list[str | Path], out: str | Path) -> None:
 
 def write_table(name: str, md_out: str | Path, tex_out: str | Path) -> None:
     """A paper table (``bilevel.experiments.tables``) as Markdown and LaTeX, atomically."""
-    from . import tables
-
     for fmt, out in (("md", md_out), ("tex", tex_out)):
         with atomic_path(out) as tmp:
             tmp.write_text(tables.render(name, fmt))
@@ -214,8 +215,6 @@ def summary_data(experiment: str, inputs: list[str | Path], exp_cfg: dict | None
 def write_summary(experiment: str, inputs: list[str | Path], md_out: str | Path, tex_out: str | Path,
                   exp_cfg: dict | None = None) -> None:
     """Write an experiment's summary tables as Markdown and LaTeX (one after the other), atomically."""
-    from . import tables
-
     data_ = summary_data(experiment, inputs, exp_cfg)
     for fmt, out in (("md", md_out), ("tex", tex_out)):
         with atomic_path(out) as tmp:

@@ -20,14 +20,23 @@ import numpy as np
 import pandas as pd
 
 from ..plotting.panels import Panel
-from .base import Claim, Experiment, Verdict, curve, dataset_label, methods_of, run_note
+from .base import (
+    Claim,
+    Experiment,
+    Verdict,
+    curve,
+    dataset_label,
+    decrease_factor,
+    final_value,
+    first_reaching,
+    methods_of,
+    run_note,
+)
 from .jobs import optimization_run
 
 PAPER = "Rando & Vaiter, ZOBA: an efficient single-loop zeroth-order bilevel optimization algorithm (arXiv 2601.21836)"
 SOURCE = "ZOBA paper, abstract [paper]; experiment design specs/zoba.md Z-1..Z-6 (our choice)"
 ZEROTH_ORDER = ("zoba", "hf-zoba", "zmdsba")
-
-
 
 
 def _plot_panels(title: str, panels: list[Panel]):
@@ -41,28 +50,12 @@ def _plot_panels(title: str, panels: list[Panel]):
     return plot
 
 
-def _single_phase_job(name: str):
-    def run_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
-        return optimization_run(name, exp_cfg, label, seed, device, progress=progress)
-    return run_job
+PHASE = "optimization"
 
 
-def time_to_reach(agg: pd.DataFrame, label: str, metric: str, target: float, x: str = "time",
-                  phase: str = "optimization", lower_is_better: bool = True) -> float | None:
-    """First ``x`` after the start (step > 0) at which the median curve of ``label`` reaches ``target``
-    (None if never)."""
-    c = curve(agg, label, metric, phase)
-    c = c[c["step"] > 0]
-    hit = c[c["median"] <= target] if lower_is_better else c[c["median"] >= target]
-    return None if hit.empty else float(hit[x].iloc[0])
-
-
-def _final(agg: pd.DataFrame, label: str, metric: str, phase: str = "optimization") -> tuple[float, float] | None:
-    """(median value, mean time) of the last evaluation of ``label`` with a finite value (a diverged run's
-    last finite point)."""
-    c = curve(agg, label, metric, phase)
-    c = c[np.isfinite(c["median"])]
-    return None if c.empty else (float(c["median"].iloc[-1]), float(c["time"].iloc[-1]))
+def _reached(agg: pd.DataFrame, label: str, metric: str, target: float, x: str = "time") -> float | None:
+    """First ``x`` after the start at which the median curve of ``label`` reaches ``target`` (None if never)."""
+    return first_reaching(agg, label, metric, PHASE, target, "median", x, after_start=True)
 
 
 def _reaches_baseline_faster(metric: str, what: str):
@@ -71,12 +64,12 @@ def _reaches_baseline_faster(metric: str, what: str):
         zoba, base = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, "zmdsba")
         if not zoba or not base:
             return Verdict(None, "needs a ZOBA and a ZMDSBA configuration")
-        final = _final(agg, base[0], metric)
-        if final is None:
+        target = final_value(agg, base[0], metric, PHASE)
+        if target is None:
             return Verdict(None, f"no {base[0]} results")
-        target = final[0]
-        t_base = time_to_reach(agg, base[0], metric, target)
-        t_zoba = time_to_reach(agg, zoba[0], metric, target)
+        t_base, t_zoba = _reached(agg, base[0], metric, target), _reached(agg, zoba[0], metric, target)
+        if t_base is None:  # its final value is its own start (a one-evaluation curve)
+            return Verdict(None, f"{base[0]}: no evaluation after the start")
         shown = (f"{base[0]} final median {what} {target:.3g}, first reached at {t_base:.2f} s; "
                  f"{zoba[0]}: {'never' if t_zoba is None else f'{t_zoba:.2f} s'}")
         return Verdict(t_zoba is not None and t_zoba < t_base, shown)
@@ -87,20 +80,19 @@ def _hf_no_more_evaluations(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     zoba, hf = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, "hf-zoba")
     if not zoba or not hf:
         return Verdict(None, "needs a ZOBA and an HF-ZOBA configuration")
-    target = _final(agg, zoba[0], "hypergrad_norm2")[0]
-    evals = {lab: time_to_reach(agg, lab, "hypergrad_norm2", target, x="function_evals") for lab in (zoba[0], hf[0])}
+    target = final_value(agg, zoba[0], "hypergrad_norm2", PHASE)
+    if target is None:  # e.g. no finite ‖∇Ψ‖² recorded for ZOBA: nothing to compare against
+        return Verdict(None, f"no finite ‖∇Ψ‖² recorded for {zoba[0]}")
+    evals = {lab: _reached(agg, lab, "hypergrad_norm2", target, x="function_evals") for lab in (zoba[0], hf[0])}
     shown = ", ".join(f"{lab}: {'never' if v is None else f'{v:.3g}'}" for lab, v in evals.items())
-    holds = evals[hf[0]] is not None and evals[hf[0]] <= evals[zoba[0]]
+    holds = evals[hf[0]] is not None and (evals[zoba[0]] is None or evals[hf[0]] <= evals[zoba[0]])
     return Verdict(holds, f"function evaluations to ZOBA's final median ‖∇Ψ‖² = {target:.3g}: {shown}")
 
 
 def _single_loop_descent(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     factor = exp_cfg.get("claims", {}).get("decrease_factor", 10.0)
-    ratios = {}
-    for lab in methods_of(exp_cfg, "zoba", "hf-zoba"):
-        c = curve(agg, lab, "hypergrad_norm2", "optimization")
-        if len(c) >= 2 and (c["status"] == "completed").all():
-            ratios[lab] = float(c["median"].iloc[0] / c["median"].iloc[-1])
+    ratios = {lab: decrease_factor(agg, lab, "hypergrad_norm2", PHASE) for lab in methods_of(exp_cfg, "zoba", "hf-zoba")}
+    ratios = {lab: r for lab, r in ratios.items() if r is not None}
     if not ratios:
         return Verdict(None, "no completed ZOBA / HF-ZOBA runs")
     shown = ", ".join(f"{lab}: {r:.1f}x" for lab, r in ratios.items())
@@ -116,7 +108,8 @@ QUADRATIC_PANELS = [
 
 QUADRATIC = Experiment(
     name="zoba_quadratic", title="ZOBA paper: single-loop zeroth-order bilevel optimization on a stochastic quadratic",
-    paper=PAPER, run_job=_single_phase_job("zoba_quadratic"),
+    paper=PAPER, run_job=optimization_run, metrics=("hypergrad_norm2", "inner_distance", "value_gap"),
+    job_phases=lambda exp_cfg: [PHASE],
     plot=_plot_panels("ZOBA: stochastic quadratic (specs/zoba.md §6)", QUADRATIC_PANELS),
     claims=(
         Claim("zoba_quadratic/zoba-faster-than-two-loop",
@@ -151,12 +144,11 @@ def with_relative(rows: pd.DataFrame, metric: str = "hypergrad_norm2") -> pd.Dat
     return pd.concat([rows, rel], ignore_index=True)
 
 
-def _dimensions_job(exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
+def dimension_runs(name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
     """One run per (p, d) of ``exp_cfg["dimensions"]``, stopped at the relative target; rows also carry
     ‖∇Ψ‖² relative to the run's own start (each seed is its own problem instance)."""
-    return pd.concat([with_relative(optimization_run("zoba_dimensions", exp_cfg, label, seed, device,
-                                                     progress=progress, phase=dims_phase(p, d),
-                                                     overrides={"dim_inner": p, "dim_outer": d}))
+    return pd.concat([with_relative(optimization_run(name, exp_cfg, label, seed, device, progress=progress,
+                                                     phase=dims_phase(p, d), overrides={"dim_inner": p, "dim_outer": d}))
                       for p, d in exp_cfg["dimensions"]], ignore_index=True)
 
 
@@ -166,16 +158,16 @@ def evaluations_to_target(agg: pd.DataFrame, exp_cfg: dict, label: str) -> pd.Da
     goal = exp_cfg["optimization"]["target"]["fraction"]
     rows = []
     for p, d in exp_cfg["dimensions"]:
-        c = curve(agg, label, RELATIVE, dims_phase(p, d))
-        if c.empty:
+        phase = dims_phase(p, d)
+        if curve(agg, label, RELATIVE, phase).empty:
             continue
-        reached = {stat: c[c[stat] <= goal] for stat in ("median", "max")}
+        reached = {f"{what}_{stat}": first_reaching(agg, label, RELATIVE, phase, goal, stat, x)
+                   for what, stat, x in (("evals", "median", "function_evals"), ("evals", "max", "function_evals"),
+                                         ("iters", "median", "step"))}
         rows.append({"p": p, "d": d, "bound": p * (d + p) ** 2,
-                     **{f"evals_{stat}": float(hit["function_evals"].iloc[0]) if not hit.empty else math.nan
-                        for stat, hit in reached.items()},
-                     "iters_median": float(reached["median"]["step"].iloc[0]) if not reached["median"].empty
-                     else math.nan})
-    return pd.DataFrame(rows)
+                     **{key: math.nan if value is None else value for key, value in reached.items()}})
+    columns = ["p", "d", "bound", "evals_median", "evals_max", "iters_median"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
 
 
 def fitted_exponent(table: pd.DataFrame, x: str = "bound", y: str = "evals_median") -> float | None:
@@ -244,7 +236,10 @@ def _within_bound(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 DIMENSIONS = Experiment(
     name="zoba_dimensions", title="ZOBA paper: evaluations to tolerance against the dimensions",
-    paper=PAPER, run_job=_dimensions_job, plot=_plot_dimensions, requires=("dimensions",),
+    paper=PAPER, run_job=dimension_runs, plot=_plot_dimensions, requires=("dimensions",),
+    metrics=("hypergrad_norm2", RELATIVE, "hypergrad_rel_error", "inner_distance"),
+    summary_metrics=("hypergrad_norm2", "hypergrad_rel_error"),
+    job_phases=lambda exp_cfg: [dims_phase(p, d) for p, d in exp_cfg["dimensions"]],
     claims=(
         Claim("zoba_dimensions/within-complexity-bound",
               "Function evaluations to a fixed relative tolerance grow no faster than p(d+p)² (fitted log-log "
@@ -270,19 +265,20 @@ ATTACK_PANELS = [
 
 def _attack_effective(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     drop = exp_cfg.get("claims", {}).get("accuracy_drop", 0.2)
-    finals = {lab: _final(agg, lab, "accuracy_under_attack") for lab in methods_of(exp_cfg, *ZEROTH_ORDER)}
+    finals = {lab: final_value(agg, lab, "accuracy_under_attack", PHASE) for lab in methods_of(exp_cfg, *ZEROTH_ORDER)}
     finals = {k: v for k, v in finals.items() if v is not None}
     if not finals:
         return Verdict(None, "no zeroth-order attack results")
-    shown = ", ".join(f"{lab}: {v[0]:.3f}" for lab, v in finals.items())
+    shown = ", ".join(f"{lab}: {v:.3f}" for lab, v in finals.items())
     zoba = [lab for lab in finals if exp_cfg["methods"][lab]["method"] == "zoba"]
-    holds = bool(zoba) and finals[zoba[0]][0] <= 1.0 - drop
+    holds = bool(zoba) and finals[zoba[0]] <= 1.0 - drop
     return Verdict(holds, f"final median test accuracy under attack (clean: 1.000; need ZOBA <= {1 - drop:.2f}): {shown}")
 
 
 ATTACK = Experiment(
     name="zoba_attack", title="ZOBA paper: bilevel black-box adversarial attack (our design)",
-    paper=PAPER, run_job=_single_phase_job("zoba_attack"),
+    paper=PAPER, run_job=optimization_run, job_phases=lambda exp_cfg: [PHASE],
+    metrics=("accuracy_under_attack", "attack_loss_test", "perturbation_linf", "perturbation_l2", "upper_objective"),
     plot=_plot_panels("ZOBA: black-box attack on a trained classifier (our design, Z-6)", ATTACK_PANELS),
     claims=(
         Claim("zoba_attack/zoba-faster-than-two-loop",

@@ -7,7 +7,9 @@ Per outer step: T gradient steps on ``g(x, ·)`` (warm-started), then the implic
   ``solver_tol`` (hypertorch: K = 10, tol 1e-10);
 - ``solver="neumann"``: ``solver_steps`` Neumann terms with step ``solver_lr`` (stocBiO's
   ``hessian_q``), always from zero;
-- ``solver="fixed-point"``: ``solver_steps`` iterations of ``v ← v − solver_lr (∇²_yy g v − ∇_y f)``.
+- ``solver="fixed-point"``: ``solver_steps`` iterations of ``v ← v − solver_lr (∇²_yy g v − ∇_y f)``;
+- ``solver=<callable>``: any solver with the calling convention of
+  :data:`~bilevel.components.linear_solvers.SOLVERS` (recorded in ``params()`` by its qualified name).
 
 ``warm_start_v`` (our choice, default False as in hypertorch) starts CG / fixed point from the
 previous ``v``. The final linear-system residual (CG) and the inner gradient norm are logged as
@@ -20,10 +22,12 @@ from dataclasses import dataclass
 
 from ..components.hypergradients import implicit_hypergradient
 from ..components.inner_solvers import gradient_descent
-from ..components.linear_solvers import SOLVERS
+from ..components.linear_solvers import SOLVERS, LinearSolver
 from .base import HypergradientMethod
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class AID(HypergradientMethod):
     """Parameters: ``inner_steps``, ``inner_lr``, ``solver``, ``solver_steps``, ``solver_lr``,
@@ -31,22 +35,19 @@ class AID(HypergradientMethod):
 
     name = "aid"
     uses_torch_func = False  # gradients and products by autograd only
-    positive = ("outer_lr", "inner_lr", "solver_lr", "batch_size")
+    positive = (*HypergradientMethod.positive, "inner_lr", "solver_lr")
+    nonnegative = ("solver_tol",)
     counts = ("inner_steps", "solver_steps")
     choices = {**HypergradientMethod.choices, "solver": SOLVERS}
+    callables = ("solver",)
 
     inner_steps: int = 10
     inner_lr: float = 0.1
-    solver: str = "cg"
+    solver: str | LinearSolver = "cg"
     solver_steps: int = 10
     solver_lr: float = 0.1
     solver_tol: float = 1e-10
     warm_start_v: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.solver_tol >= 0:
-            raise ValueError(f"{self.name}: parameter solver_tol must be >= 0, got {self.solver_tol!r}")
 
     def hypergradient(self, oracle, x, y_init, state):
         y = gradient_descent(oracle, x, y_init, self.inner_lr, self.inner_steps,

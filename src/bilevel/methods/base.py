@@ -8,6 +8,7 @@ goes through the :class:`~bilevel.oracle.Oracle` passed in, so every call is cou
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -42,43 +43,102 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 class ParameterError(ValueError):
-    """A hyper-parameter value is invalid; the message names the parameter."""
+    """A hyper-parameter value is invalid; the message names the method and the parameter."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _interval(spec: str):
+    """``"[0, 1)"`` -> a predicate on numbers (bracket = closed end, parenthesis = open end)."""
+    low, high = (float(part) for part in spec[1:-1].split(","))
+    above = (lambda v: v >= low) if spec[0] == "[" else (lambda v: v > low)
+    below = (lambda v: v <= high) if spec[-1] == "]" else (lambda v: v < high)
+    return lambda v: _is_number(v) and above(v) and below(v)
+
+
+def _choice(allowed, accepts_callable: bool):
+    """A predicate: one of ``allowed`` (a bool only where a bool is listed), or a callable if accepted."""
+    options = tuple(allowed)
+
+    def test(v) -> bool:
+        if accepts_callable and callable(v):
+            return True
+        return any(v == o and isinstance(v, bool) == isinstance(o, bool) for o in options)
+
+    return test
+
+
+#: the declarative limit kinds of :class:`Method`: class attribute -> (test of a value, what it requires)
+LIMIT_KINDS = {
+    "positive": (lambda v: _is_number(v) and v > 0, "must be > 0"),
+    "nonnegative": (lambda v: _is_number(v) and v >= 0, "must be >= 0"),
+    "counts": (lambda v: _is_integer(v) and v >= 0, "must be an integer >= 0"),
+    "at_least_one": (lambda v: _is_integer(v) and v >= 1, "must be an integer >= 1"),
+}
 
 
 @dataclass(frozen=True)
 class Method:
-    """Base class of all methods; subclasses set ``name`` and override ``step``."""
+    """Base class of all methods; subclasses set ``name`` and override ``step``.
+
+    The limits of the hyper-parameters are declared here, once, as class attributes (validated on
+    construction; a violation raises :class:`ParameterError` naming the method and the parameter;
+    a bool is never accepted as a number): ``positive`` (numbers > 0), ``nonnegative`` (numbers >= 0),
+    ``counts`` (integers >= 0), ``at_least_one`` (integers >= 1), ``intervals`` (name -> an interval
+    such as ``"[0, 1)"``), ``choices`` (name -> the allowed values; a name in ``callables`` also
+    accepts a user callable), ``optional`` (the parameters that may also be ``None``).
+    """
 
     name: ClassVar[str] = "method"
-    #: hyper-parameters that must be > 0 (validated on construction)
+    #: what the method runs on: "bilevel" (:class:`~bilevel.problems.BilevelProblem`, :func:`bilevel.run`),
+    #: "minimax" (:class:`~bilevel.problems.MinimaxProblem`) or "online" (a stream, :func:`bilevel.online.run_online`)
+    problem_kind: ClassVar[str] = "bilevel"
     positive: ClassVar[tuple[str, ...]] = ()
-    #: hyper-parameters that must be integers >= 0
+    nonnegative: ClassVar[tuple[str, ...]] = ()
     counts: ClassVar[tuple[str, ...]] = ()
-    #: hyper-parameters restricted to a set of values
+    at_least_one: ClassVar[tuple[str, ...]] = ()
+    intervals: ClassVar[dict[str, str]] = {}
     choices: ClassVar[dict[str, tuple]] = {}
+    callables: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()
     #: whether the method's oracle calls use torch.func transforms (vectorized values, full Hessians);
     #: the runners pay torch.func's one-off start-up before timing only for such methods
     uses_torch_func: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        for pname in self.positive:
+        for pname, requirement, ok in self._limits():
             value = getattr(self, pname)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise ParameterError(f"{self.name}: parameter {pname} must be > 0, got {value!r}")
-        for pname in self.counts:
-            value = getattr(self, pname)
-            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-                raise ParameterError(f"{self.name}: parameter {pname} must be an integer >= 0, got {value!r}")
-        for pname, allowed in self.choices.items():
-            if getattr(self, pname) not in allowed:
-                raise ParameterError(
-                    f"{self.name}: parameter {pname} must be one of {', '.join(map(str, allowed))}, "
-                    f"got {getattr(self, pname)!r}"
-                )
+            if value is None and pname in self.optional:
+                continue
+            if not ok(value):
+                raise ParameterError(f"{self.name}: parameter {pname} {requirement}, got {value!r}")
+
+    @classmethod
+    def _limits(cls):
+        """``(parameter, requirement, test)`` for every declared limit."""
+        for kind, (test, requirement) in LIMIT_KINDS.items():
+            for pname in getattr(cls, kind):
+                yield pname, requirement + (" or None" if pname in cls.optional else ""), test
+        for pname, spec in cls.intervals.items():
+            yield pname, f"must be in {spec}", _interval(spec)
+        for pname, allowed in cls.choices.items():
+            also = " or a callable" if pname in cls.callables else ""
+            yield pname, f"must be one of {', '.join(map(str, allowed))}{also}", _choice(allowed, pname in cls.callables)
 
     def params(self) -> dict:
-        """Hyper-parameters as a plain dict (recorded with every result)."""
-        return dataclasses.asdict(self)
+        """Hyper-parameters as a plain dict (recorded with every result); a callable is recorded by its
+        qualified name (``module.qualname``)."""
+        values = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values[f.name] = _qualified_name(value) if callable(value) else copy.deepcopy(value)
+        return values
 
     def init(self, oracle: Oracle, x0: torch.Tensor, y0: torch.Tensor, seed: int) -> State:
         return State(x=x0.clone(), y=y0.clone(), rng=make_generator(seed))
@@ -93,6 +153,11 @@ class Method:
         return state.y
 
 
+def _qualified_name(obj) -> str:
+    owner = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
 @dataclass(frozen=True)
 class HypergradientMethod(Method):
     """Outer descent on an estimate of ∇Ψ: ``x ← x − outer_lr · ĥ(x, y)`` (``outer_optimizer="sgd"``) or
@@ -105,6 +170,9 @@ class HypergradientMethod(Method):
     a finite-sum problem (``None`` = full batch, deterministic).
     """
 
+    positive: ClassVar[tuple[str, ...]] = ("outer_lr",)
+    at_least_one: ClassVar[tuple[str, ...]] = ("batch_size",)
+    optional: ClassVar[tuple[str, ...]] = ("batch_size",)
     choices: ClassVar[dict[str, tuple]] = {"outer_optimizer": ("sgd", "adam")}
 
     outer_lr: float = 0.1

@@ -18,8 +18,10 @@ from typing import ClassVar
 
 from ..components.penalty import penalty_gradient
 from .base import HypergradientMethod
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class F2BA(HypergradientMethod):
     """Parameters: ``lam``, ``inner_steps``, ``lr_y``, ``lr_z``, ``y_step_g_point``, ``z_warm_start``,
@@ -27,7 +29,7 @@ class F2BA(HypergradientMethod):
 
     name: ClassVar[str] = "f2ba"
     uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
-    positive: ClassVar[tuple[str, ...]] = ("outer_lr", "lam", "lr_y", "lr_z", "batch_size")
+    positive: ClassVar[tuple[str, ...]] = (*HypergradientMethod.positive, "lam", "lr_y", "lr_z")
     counts: ClassVar[tuple[str, ...]] = ("inner_steps",)
     choices: ClassVar[dict[str, tuple]] = {**HypergradientMethod.choices, "y_step_g_point": ("y", "z")}
 

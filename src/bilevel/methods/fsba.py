@@ -37,15 +37,20 @@ from ..components.inner_solvers import accelerated_gradient_descent
 from ..components.penalty import penalty_gradient, penalty_hessian, penalty_hvp
 from ..oracle import Oracle
 from .base import Method, State
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class FSBA(Method):
     """Fully second-order bilevel approximation (explicit penalty Hessian, exact cubic steps)."""
 
     name: ClassVar[str] = "fsba"
-    positive: ClassVar[tuple[str, ...]] = ("lam", "M", "inner_lr", "cubic_lr", "period")
-    counts: ClassVar[tuple[str, ...]] = ("inner_steps", "cubic_iters", "cg_steps", "krylov_dim")
+    positive: ClassVar[tuple[str, ...]] = ("lam", "M", "inner_lr", "cubic_lr")
+    nonnegative: ClassVar[tuple[str, ...]] = ("cubic_tol", "cg_tol")
+    counts: ClassVar[tuple[str, ...]] = ("inner_steps", "cubic_iters", "cg_steps")
+    at_least_one: ClassVar[tuple[str, ...]] = ("period", "krylov_dim")
+    intervals: ClassVar[dict[str, str]] = {"inner_momentum": "[0, 1)"}
     choices: ClassVar[dict[str, tuple]] = {"hessian": ("exact", "hvp"), "cubic_solver": ("gd", "lanczos")}
 
     lam: float = 10.0
@@ -62,13 +67,6 @@ class FSBA(Method):
     cubic_tol: float = 1e-10
     cg_steps: int = 20
     cg_tol: float = 1e-10
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.inner_momentum < 1:
-            from .base import ParameterError
-
-            raise ParameterError(f"{self.name}: parameter inner_momentum must be in [0, 1), got {self.inner_momentum!r}")
 
     def init(self, oracle: Oracle, x0, y0, seed) -> State:
         state = super().init(oracle, x0, y0, seed)
@@ -122,6 +120,7 @@ class FSBA(Method):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class IFSBA(FSBA):
     """Hessian-free FSBA: penalty-Hessian products from HVPs + CG, cubic model solved by gradient descent."""
@@ -130,6 +129,7 @@ class IFSBA(FSBA):
     hessian: str = "hvp"
 
 
+@register
 @dataclass(frozen=True)
 class LFSBA(FSBA):
     """Lazy FSBA: the penalty Hessian (and its eigendecomposition) refreshed every ``period`` iterations."""

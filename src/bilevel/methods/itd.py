@@ -18,15 +18,17 @@ from dataclasses import dataclass
 
 from ..components.hypergradients import unrolled_hypergradient, unrolled_hypergradient_split
 from .base import HypergradientMethod
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class ITD(HypergradientMethod):
     """Parameters: ``inner_steps`` T, ``inner_lr`` (GD step on g), ``reverse``, ``outer_lr``,
     ``outer_optimizer``, ``warm_start``, ``batch_size``."""
 
     name = "itd"
-    positive = ("outer_lr", "inner_lr", "batch_size")
+    positive = (*HypergradientMethod.positive, "inner_lr")
     counts = ("inner_steps",)
     choices = {**HypergradientMethod.choices, "reverse": ("joint", "split")}
 

@@ -29,6 +29,7 @@ from ..components.inner_solvers import accelerated_gradient_descent
 from ..components.penalty import schur_complement
 from ..oracle import Oracle
 from .base import Method, State
+from .registry import register
 
 
 def concave_schur_complement(blocks: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -37,11 +38,13 @@ def concave_schur_complement(blocks: dict[str, torch.Tensor]) -> torch.Tensor:
     return 0.5 * (h + h.T)
 
 
+@register
 @dataclass(frozen=True)
 class GDA(Method):
     """Simultaneous gradient descent–ascent."""
 
     name: ClassVar[str] = "gda"
+    problem_kind: ClassVar[str] = "minimax"
     positive: ClassVar[tuple[str, ...]] = ("lr_x", "lr_y")
 
     lr_x: float = 0.01
@@ -56,13 +59,17 @@ class GDA(Method):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class MCN(Method):
     """Minimax cubic-regularized Newton (MCN as coded: per-coordinate cubic solver, K = 8 AGD steps)."""
 
     name: ClassVar[str] = "mcn"
-    positive: ClassVar[tuple[str, ...]] = ("M", "inner_lr", "period")
+    problem_kind: ClassVar[str] = "minimax"
+    positive: ClassVar[tuple[str, ...]] = ("M", "inner_lr")
     counts: ClassVar[tuple[str, ...]] = ("inner_steps",)
+    at_least_one: ClassVar[tuple[str, ...]] = ("period",)
+    intervals: ClassVar[dict[str, str]] = {"inner_momentum": "[0, 1)"}
     choices: ClassVar[dict[str, tuple]] = {"cubic_solver": ("separable", "exact")}
 
     M: float = 10.0
@@ -93,6 +100,7 @@ class MCN(Method):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class LMCN(MCN):
     """Lazy MCN: the Schur-complement Hessian refreshed every ``period`` iterations; exact cubic steps."""

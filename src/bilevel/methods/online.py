@@ -41,12 +41,15 @@ import torch
 from ..components.hypergradients import implicit_hypergradient
 from ..components.window import window_average
 from ..oracle import Oracle
-from .base import Method, ParameterError, State
+from .base import Method, State
+from .registry import register
 
 
 @dataclass(frozen=True)
 class OnlineMethod(Method):
     """Base of the online methods: ``step(oracles, state, project)`` once per round."""
+
+    problem_kind: ClassVar[str] = "online"
 
     def init(self, oracle, x0, y0, seed) -> State:  # the oracle is unused: the first round comes with step()
         state = super().init(oracle, x0, y0, seed)
@@ -69,13 +72,16 @@ def ball(v: torch.Tensor, radius: float | None) -> torch.Tensor:
     return v if norm <= radius else v * (radius / norm)
 
 
+@register
 @dataclass(frozen=True)
 class SOGD(OnlineMethod):
     """Simultaneous online gradient descent (first-order oracles: gradients, HVP, JVP)."""
 
     name: ClassVar[str] = "sogd"
     uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
-    positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta")
+    positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta", "radius")
+    optional: ClassVar[tuple[str, ...]] = ("radius",)
+    intervals: ClassVar[dict[str, str]] = {"gamma": "[0, 1]", "lam": "(0, 1]", "eta": "[0, 1]"}
     choices: ClassVar[dict[str, tuple]] = {"momentum_convention": ("one_minus_gamma", "gamma"),
                                            "correction_v": ("previous", "current"),
                                            "schedule": ("constant", "theory"), "optimizer": ("sgd", "adam")}
@@ -100,14 +106,6 @@ class SOGD(OnlineMethod):
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for pname in ("gamma", "lam", "eta"):
-            if not 0 <= getattr(self, pname) <= 1:
-                raise ParameterError(f"{self.name}: parameter {pname} must be in [0, 1], got {getattr(self, pname)!r}")
-        if self.radius is not None and not self.radius > 0:
-            raise ParameterError(f"{self.name}: parameter radius must be > 0 or None, got {self.radius!r}")
 
     def steps(self, t: int) -> dict[str, float]:
         """Step sizes and momentum parameters of round t (the momentum of round t uses α_{t−1}, eq. 15)."""
@@ -172,6 +170,7 @@ class SOGD(OnlineMethod):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class OGD(OnlineMethod):
     """Online gradient descent on the inner variable only (x stays at its initial value)."""
@@ -188,6 +187,7 @@ class OGD(OnlineMethod):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class OAGD(OnlineMethod):
     """Online alternating time-averaged gradient with a Neumann-series hypergradient."""
@@ -221,6 +221,7 @@ class OAGD(OnlineMethod):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class SOBOW(OnlineMethod):
     """Single-loop online bilevel optimizer with window averaging and a warm-started CG system solve."""

@@ -28,8 +28,10 @@ import torch
 
 from ..components.zeroth_order import directions, response_jacobian_product
 from .base import HypergradientMethod, State
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class PZOBO(HypergradientMethod):
     """Parameters: ``inner_steps`` N, ``inner_lr`` α, ``n_directions`` Q, ``mu``, ``directions``,
@@ -37,8 +39,9 @@ class PZOBO(HypergradientMethod):
     ``adam_betas``, ``batch_size``."""
 
     name = "pzobo"
-    positive = ("outer_lr", "inner_lr", "mu", "batch_size")
-    counts = ("inner_steps", "n_directions")
+    positive = (*HypergradientMethod.positive, "inner_lr", "mu")
+    counts = ("inner_steps",)
+    at_least_one = (*HypergradientMethod.at_least_one, "n_directions")
     choices = {**HypergradientMethod.choices, "directions": ("gaussian", "unit_per_tensor", "coordinate"),
                "perturbed_start": ("same_start", "main_path_end"), "path_layout": ("vectorized", "sequential")}
 
@@ -50,11 +53,6 @@ class PZOBO(HypergradientMethod):
     dimension_rescale: bool = False
     perturbed_start: str = "same_start"
     path_layout: str = "vectorized"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_directions < 1:
-            raise ValueError(f"{self.name}: parameter n_directions must be >= 1, got {self.n_directions!r}")
 
     def draw(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Q directions (Q, d) of the chosen law."""

@@ -17,26 +17,26 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Method, ParameterError, State
+from .base import Method, State
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class SOBA(Method):
     """Parameters: ``step_size``, ``outer_ratio``, ``schedule_exponent``, ``batch_size`` (None = full batch)."""
 
     name = "soba"
     uses_torch_func = False  # gradients and products by autograd only
-    positive = ("step_size", "outer_ratio", "batch_size")
+    positive = ("step_size", "outer_ratio")
+    nonnegative = ("schedule_exponent",)
+    at_least_one = ("batch_size",)
+    optional = ("batch_size",)
 
     step_size: float = 0.1
     outer_ratio: float = 1.0
     schedule_exponent: float = 0.5
     batch_size: int | None = 64
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.schedule_exponent >= 0:
-            raise ParameterError(f"{self.name}: parameter schedule_exponent must be >= 0, got {self.schedule_exponent!r}")
 
     def init(self, oracle, x0, y0, seed) -> State:
         state = super().init(oracle, x0, y0, seed)

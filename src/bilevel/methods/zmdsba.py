@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import torch
 
 from ..components.zeroth_order import EVALUATION_MODES, PointSet, directions, forward_difference, second_difference
-from .base import Method, ParameterError, State, make_generator
+from .base import Method, State, make_generator
+from .registry import register
 from .zoba import DIRECTION_STREAM
 
 
+@register
 @dataclass(frozen=True)
 class ZMDSBA(Method):
     """Parameters: ``inner_steps`` t_k, ``inner_lr`` β0, ``mu2``, ``outer_samples`` s_k, ``eta1``, ``eta2``,
@@ -39,7 +41,8 @@ class ZMDSBA(Method):
 
     name = "zmdsba"
     positive = ("inner_lr", "mu2", "eta1", "eta2", "solver_lr", "outer_lr")
-    counts = ("inner_steps", "outer_samples", "solver_steps")
+    counts = ("inner_steps", "solver_steps")
+    at_least_one = ("outer_samples",)
     choices = {"cross_scale": (1, 2), "evaluation": EVALUATION_MODES}
 
     inner_steps: int = 20
@@ -54,11 +57,6 @@ class ZMDSBA(Method):
     cross_scale: int = 1
     v_reinit: bool = False
     evaluation: str = "batched"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.outer_samples < 1:
-            raise ParameterError(f"{self.name}: parameter outer_samples must be >= 1, got {self.outer_samples!r}")
 
     def init(self, oracle, x0, y0, seed) -> State:
         state = super().init(oracle, x0, y0, seed)

@@ -26,6 +26,7 @@ import torch
 
 from ..components import zeroth_order as zo
 from .online import OnlineMethod
+from .registry import register
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ZeroOrderSingleLevel(OnlineMethod):
     """Base: the two-point gradient of the round's inner loss in y; subclasses set the update."""
 
     positive: ClassVar[tuple[str, ...]] = ("lr", "rho")
-    counts: ClassVar[tuple[str, ...]] = ("n_directions",)
+    at_least_one: ClassVar[tuple[str, ...]] = ("n_directions",)
     choices: ClassVar[dict[str, tuple]] = {"direction_law": ("sphere", "gaussian")}
 
     lr: float = 0.01
@@ -45,8 +46,8 @@ class ZeroOrderSingleLevel(OnlineMethod):
         x, y = state.x, state.y
         dim = y.numel()
         h = self.rho / math.sqrt(dim) if self.direction_law == "sphere" else self.rho
-        r = zo.directions(self.direction_law, (max(1, self.n_directions), 1), dim, state.rng, y.dtype, y.device)
-        xi = oracle.sample("g", max(1, self.n_directions), state.rng)
+        r = zo.directions(self.direction_law, (self.n_directions, 1), dim, state.rng, y.dtype, y.device)
+        xi = oracle.sample("g", self.n_directions, state.rng)
         points = zo.PointSet(x, y)
         points.add("plus", dy=h * r, samples=None if xi is None else xi[:, None])
         points.add("minus", dy=-h * r, samples=None if xi is None else xi[:, None])
@@ -64,6 +65,7 @@ class ZeroOrderSingleLevel(OnlineMethod):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class ZOGD(ZeroOrderSingleLevel):
     name: ClassVar[str] = "zo-gd"
@@ -72,6 +74,7 @@ class ZOGD(ZeroOrderSingleLevel):
         return state.y - self.lr * grad
 
 
+@register
 @dataclass(frozen=True)
 class ZOAdam(ZeroOrderSingleLevel):
     name: ClassVar[str] = "zo-adam"
@@ -90,6 +93,7 @@ class ZOAdam(ZeroOrderSingleLevel):
         return state.y - self.lr * m / (u_max.sqrt() + self.eps)
 
 
+@register
 @dataclass(frozen=True)
 class ZOSignSGD(ZeroOrderSingleLevel):
     name: ClassVar[str] = "zo-signsgd"
@@ -98,6 +102,7 @@ class ZOSignSGD(ZeroOrderSingleLevel):
         return state.y - self.lr * torch.sign(grad)
 
 
+@register
 @dataclass(frozen=True)
 class ZOConservSGD(ZeroOrderSingleLevel):
     name: ClassVar[str] = "zo-conservsgd"

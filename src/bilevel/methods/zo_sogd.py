@@ -25,8 +25,10 @@ from typing import ClassVar
 
 from ..components import zeroth_order as zo
 from .online import SOGD
+from .registry import register
 
 
+@register
 @dataclass(frozen=True)
 class ZOSOGD(SOGD):
     """Zeroth-order SOGD; parameters of SOGD plus ``b_f``, ``b_g``, ``rho_r``, ``rho_s``, ``rho_v``,
@@ -35,7 +37,7 @@ class ZOSOGD(SOGD):
     name: ClassVar[str] = "zo-sogd"
     uses_torch_func: ClassVar[bool] = True  # vectorized function values
     positive: ClassVar[tuple[str, ...]] = SOGD.positive + ("rho_r", "rho_s", "rho_v")
-    counts: ClassVar[tuple[str, ...]] = ("b_f", "b_g")
+    at_least_one: ClassVar[tuple[str, ...]] = ("b_f", "b_g")
     choices: ClassVar[dict[str, tuple]] = {**SOGD.choices, "direction_law": ("sphere", "gaussian"),
                                            "evaluation": zo.EVALUATION_MODES}
 
@@ -47,13 +49,6 @@ class ZOSOGD(SOGD):
     direction_law: str = "sphere"
     crn: bool = True
     evaluation: str = "batched"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if min(self.b_f, self.b_g) < 1:
-            from .base import ParameterError
-
-            raise ParameterError(f"{self.name}: parameters b_f and b_g must be >= 1, got {self.b_f}, {self.b_g}")
 
     def steps(self, t: int) -> dict[str, float]:
         """As SOGD, except that the theory schedule (eq. 26) sets ``γ_{t+1} = min(1, c_gamma α_t)`` (likewise

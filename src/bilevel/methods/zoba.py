@@ -40,7 +40,8 @@ from ..components.zeroth_order import (
     stein_cross,
     stein_hessian_vector,
 )
-from .base import Method, ParameterError, State, make_generator
+from .base import Method, State, make_generator
+from .registry import register
 
 DIRECTION_STREAM = 104_729  # offset of the direction generator's seed from the run seed
 
@@ -55,7 +56,8 @@ class _ZerothOrderSOBA(Method):
     """Shared parameters, schedule, state and f-estimators of ZOBA and HF-ZOBA."""
 
     positive = ("step_size", "outer_ratio", "h")
-    counts = ("l1", "l2", "b1", "b2")
+    nonnegative = ("schedule_exponent",)
+    at_least_one = ("l1", "l2", "b1", "b2")
     choices = {"evaluation": EVALUATION_MODES, "directions": DIRECTION_LAWS}
 
     step_size: float = 0.01
@@ -70,14 +72,6 @@ class _ZerothOrderSOBA(Method):
     shared_direction_blocks: bool = True
     directions: str = "gaussian"
     evaluation: str = "batched"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for pname in self.counts:
-            if getattr(self, pname) < 1:
-                raise ParameterError(f"{self.name}: parameter {pname} must be >= 1, got {getattr(self, pname)!r}")
-        if not self.schedule_exponent >= 0:
-            raise ParameterError(f"{self.name}: parameter schedule_exponent must be >= 0, got {self.schedule_exponent!r}")
 
     def init(self, oracle, x0, y0, seed) -> State:
         state = super().init(oracle, x0, y0, seed)
@@ -136,6 +130,7 @@ class _ZerothOrderSOBA(Method):
         return state
 
 
+@register
 @dataclass(frozen=True)
 class ZOBA(_ZerothOrderSOBA):
     """ZOBA (§3). Parameters: ``step_size`` γ0, ``outer_ratio`` r, ``h``, ``l1``, ``l2``, ``b1``, ``b2``,
@@ -160,13 +155,14 @@ class ZOBA(_ZerothOrderSOBA):
         return d_y, hv, cv
 
 
+@register
 @dataclass(frozen=True)
 class HFZOBA(_ZerothOrderSOBA):
     """HF-ZOBA (§4): ``Hv`` and ``Cv`` replaced by finite differences along v, with step ``h_bar``, of
     forward-difference gradient estimates at ``y`` and ``y + h̄ v`` (same directions, same samples)."""
 
     name = "hf-zoba"
-    positive = ("step_size", "outer_ratio", "h", "h_bar")
+    positive = (*_ZerothOrderSOBA.positive, "h_bar")
 
     h_bar: float = 1e-3
 

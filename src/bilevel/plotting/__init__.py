@@ -1,4 +1,8 @@
-"""Plotting: one style, one function per figure kind; reads only aggregated results."""
+"""Plotting: one style, one function per figure kind; reads only aggregated results.
+
+A layer below :mod:`bilevel.experiments` (which calls it): it imports only :mod:`bilevel.files`, never the
+experiments, methods or problems.
+"""
 
 from .panels import Panel
 

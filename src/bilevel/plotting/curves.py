@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from ..results import atomic_path
+from ..files import atomic_path
 from .panels import Panel
 from .style import apply_style, figure_styles
 

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import classifiers
 from .base import BilevelProblem
+from .registry import register
 
 
 def margin_loss(scores: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -59,8 +61,6 @@ class AttackSetup:
 def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: torch.dtype,
                  device: str | torch.device, what: str = "blackbox_attack") -> AttackSetup:
     """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on."""
-    from .. import classifiers  # deferred: classifiers -> results -> oracle -> problems
-
     side = 28
     if side % int(resolution):
         raise ValueError(f"{what}: resolution must divide 28, got {resolution}")
@@ -81,6 +81,7 @@ def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: 
                        dataset=trained["dataset"], record=trained["record"])
 
 
+@register("blackbox_attack")
 def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
                          n_test: int = 500, kappa: float = 0.0, x0_value: float = 0.0,
                          classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,

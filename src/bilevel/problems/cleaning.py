@@ -33,6 +33,7 @@ import torch
 from .base import BilevelProblem
 from .implicit import NewtonClosedForm
 from .linear import LinearModel, load_rows, stratified_split, take
+from .registry import register
 
 NOISE_MODELS = ("flip", "uniform")
 
@@ -65,6 +66,7 @@ def corrupted_in_lowest(weights: torch.Tensor, corrupted: torch.Tensor) -> float
     return float((corrupted & below).sum() + share * (corrupted & at).sum()) / k
 
 
+@register("data_cleaning")
 def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, noise_model: str = "flip",
                        train: float | int = 0.5, val: float | int = 0.25, test: float | int = 0.25,
                        mu: float = 1e-3, scale: bool = True, rows_from: list[str] | None = None,

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from .. import data
 from ..networks import Conv4, ResNet12
 from .base import BilevelProblem
+from .registry import register
 
 SPLITS = ("train", "val", "test")
 
@@ -208,14 +209,7 @@ def fit_heads(features: torch.Tensor, labels: torch.Tensor, n_way: int, reg: flo
     return heads
 
 
-def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int = 64,
-                  channels: tuple[int, ...] = (64, 160, 320, 640), side: int = 32, in_channels: int = 3,
-                  n_way: int = 5, k_shot: int = 5, n_query: int = 15, meta_batch: int = 16, reg: float = 0.5,
-                  train_tasks: int | None = None, eval_tasks: int = 200, eval_split: str = "test",
-                  eval_steps: int = 100, class_fractions=(0.6, 0.2, 0.2), split_seed: int = 0, seed: int = 0,
-                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BilevelProblem:
-    """The few-shot problem above (defaults: FC100 5-way 5-shot, PZOBO's reg 0.5 and meta-batch 16)."""
-    what = "few_shot"
+def _check_arguments(what, backbone, eval_split, meta_batch, eval_tasks, eval_steps, reg, train_tasks) -> None:
     if backbone not in ("conv4", "resnet12"):
         raise ValueError(f"{what}: backbone must be 'conv4' or 'resnet12', got {backbone!r}")
     if eval_split not in SPLITS:
@@ -224,61 +218,53 @@ def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int =
         raise ValueError(f"{what}: meta_batch, eval_tasks and eval_steps must be >= 1 and reg >= 0")
     if train_tasks is not None and train_tasks < 1:
         raise ValueError(f"{what}: train_tasks must be >= 1 or null (a fresh task every time), got {train_tasks}")
-    ds = data.load(dataset)
-    parts = class_splits(ds, class_fractions, split_seed)
-    invert = ds.name in ("omniglot", "omniglot-small")
-    prepare = _Preprocess(parts["train"][0], side, in_channels, invert, dtype, device)
-    samplers = {s: EpisodeSampler(*parts[s], n_way, k_shot, n_query, seed=seed if s == "train" else split_seed + 7,
-                                  prepare=prepare, name=f"{ds.label} {s}") for s in SPLITS}
-    net = Conv4(hidden, 4, in_channels, side) if backbone == "conv4" else ResNet12(tuple(channels), in_channels, side)
-    feat = net.feature_dim
-    gen = torch.Generator().manual_seed(int(seed))
-    x0 = net.init(gen, dtype=dtype, device=device)
-    y0 = torch.zeros(meta_batch * n_way * (feat + 1), dtype=dtype, device=device)
-    current: dict = {"step": None}
-    cache: OrderedDict = OrderedDict()
 
-    def resample(step: int) -> None:
+
+class _MetaBatch:
+    """The meta-batch of the current outer step (:meth:`resample`) and the memoised backbone features of a
+    backbone that is not being differentiated (see the module docstring)."""
+
+    def __init__(self, net, sampler: EpisodeSampler, meta_batch: int, feat: int, train_tasks: int | None, device):
+        self.net, self.sampler, self.meta_batch, self.feat = net, sampler, meta_batch, feat
+        self.train_tasks, self.device = train_tasks, device
+        self.current: dict = {"step": None}
+        self.cache: OrderedDict = OrderedDict()
+
+    def resample(self, step: int) -> None:
         """Install the meta-batch of outer step ``step``."""
+        current = self.current
         if current["step"] == step:
             return
-        first = step * meta_batch
-        ids = [(first + i) % train_tasks if train_tasks else first + i for i in range(meta_batch)]
-        ep = samplers["train"].batch(ids)
-        current.update(step=step, support=ep.support_x, support_y=ep.support_y.to(device),
-                       query=ep.query_x, query_y=ep.query_y.to(device))
-        cache.clear()
+        first = step * self.meta_batch
+        ids = [(first + i) % self.train_tasks if self.train_tasks else first + i for i in range(self.meta_batch)]
+        ep = self.sampler.batch(ids)
+        current.update(step=step, support=ep.support_x, support_y=ep.support_y.to(self.device),
+                       query=ep.query_x, query_y=ep.query_y.to(self.device))
+        self.cache.clear()
 
-    def features(x: torch.Tensor, which: str) -> torch.Tensor:
-        if current["step"] is None:
-            resample(0)
-        images = current[which]
+    def features(self, x: torch.Tensor, which: str) -> torch.Tensor:
+        if self.current["step"] is None:
+            self.resample(0)
+        images, net, meta_batch, cache = self.current[which], self.net, self.meta_batch, self.cache
         if x.requires_grad or not _is_plain(x):
-            return net(x, images, groups=meta_batch).reshape(meta_batch, -1, feat)
+            return net(x, images, groups=meta_batch).reshape(meta_batch, -1, self.feat)
         key = (which, x.data_ptr(), x._version, x.device)
         if key not in cache:
             with torch.no_grad():
-                cache[key] = (x, net(x, images, groups=meta_batch).reshape(meta_batch, -1, feat))
+                cache[key] = (x, net(x, images, groups=meta_batch).reshape(meta_batch, -1, self.feat))
             while len(cache) > 8:
                 cache.popitem(last=False)
         return cache[key][1]
 
-    def heads(y: torch.Tensor) -> torch.Tensor:
-        return y.reshape(meta_batch, n_way, feat + 1)
 
-    def g(x, y):
-        w = heads(y)
-        return _head_loss(features(x, "support"), w, current["support_y"]).sum() + 0.5 * reg * (w * w).sum()
-
-    def f(x, y):
-        return _head_loss(features(x, "query"), heads(y), current["query_y"]).mean()
-
+def _evaluator(net, sampler: dict, feat: int, n_way: int, k_shot: int, n_query: int, reg: float, eval_tasks: int,
+               eval_steps: int, eval_split: str, device):
+    """``evaluation(x, split)``: mean query accuracy and loss over the fixed held-out tasks (heads fitted from zero)."""
     eval_episodes = {}
 
     def evaluation(x: torch.Tensor, split: str = eval_split) -> tuple[float, float]:
-        """Mean query accuracy and loss over the fixed held-out tasks (heads fitted from zero)."""
         if split not in eval_episodes:
-            eval_episodes[split] = samplers[split].batch(range(eval_tasks))
+            eval_episodes[split] = sampler[split].batch(range(eval_tasks))
         ep = eval_episodes[split]
         accs, losses = [], []
         for start in range(0, eval_tasks, 50):  # chunks of 50 tasks bound the memory
@@ -297,11 +283,16 @@ def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int =
                 losses.append(_head_loss(fq, w, qy))
         return float(torch.cat(accs).mean()), float(torch.cat(losses).mean())
 
+    return evaluation
+
+
+def _metrics(evaluation, batch: _MetaBatch, heads) -> dict:
+    """``test_accuracy`` / ``test_loss`` (one held-out evaluation per backbone, shared by both: the memo holds
+    the backbone itself, as a storage address alone could be reused by the next iterate) and
+    ``meta_train_accuracy``."""
     memo: dict = {}
 
     def test_metric(index: int):
-        """One held-out evaluation per backbone, shared by the accuracy and the loss metric (the memo holds
-        the backbone itself: a storage address alone could be reused by the next iterate)."""
         def metric(p, x, y):
             if memo.get("x") is not x or memo.get("version") != x._version:
                 memo.update(x=x, version=x._version, value=evaluation(x))
@@ -310,18 +301,53 @@ def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int =
 
     def train_accuracy(p, x, y):
         with torch.no_grad():
-            logits = _logits(features(x, "query"), heads(y))
-            return float((logits.argmax(-1) == current["query_y"]).float().mean())
+            logits = _logits(batch.features(x, "query"), heads(y))
+            return float((logits.argmax(-1) == batch.current["query_y"]).float().mean())
 
+    return {"test_accuracy": test_metric(0), "test_loss": test_metric(1), "meta_train_accuracy": train_accuracy}
+
+
+@register("few_shot")
+def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int = 64,
+                  channels: tuple[int, ...] = (64, 160, 320, 640), side: int = 32, in_channels: int = 3,
+                  n_way: int = 5, k_shot: int = 5, n_query: int = 15, meta_batch: int = 16, reg: float = 0.5,
+                  train_tasks: int | None = None, eval_tasks: int = 200, eval_split: str = "test",
+                  eval_steps: int = 100, class_fractions=(0.6, 0.2, 0.2), split_seed: int = 0, seed: int = 0,
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BilevelProblem:
+    """The few-shot problem above (defaults: FC100 5-way 5-shot, PZOBO's reg 0.5 and meta-batch 16)."""
+    _check_arguments("few_shot", backbone, eval_split, meta_batch, eval_tasks, eval_steps, reg, train_tasks)
+    ds = data.load(dataset)
+    parts = class_splits(ds, class_fractions, split_seed)
+    invert = ds.name in ("omniglot", "omniglot-small")
+    prepare = _Preprocess(parts["train"][0], side, in_channels, invert, dtype, device)
+    samplers = {s: EpisodeSampler(*parts[s], n_way, k_shot, n_query, seed=seed if s == "train" else split_seed + 7,
+                                  prepare=prepare, name=f"{ds.label} {s}") for s in SPLITS}
+    net = Conv4(hidden, 4, in_channels, side) if backbone == "conv4" else ResNet12(tuple(channels), in_channels, side)
+    feat = net.feature_dim
+    gen = torch.Generator().manual_seed(int(seed))
+    x0 = net.init(gen, dtype=dtype, device=device)
+    y0 = torch.zeros(meta_batch * n_way * (feat + 1), dtype=dtype, device=device)
+    batch = _MetaBatch(net, samplers["train"], meta_batch, feat, train_tasks, device)
+
+    def heads(y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(meta_batch, n_way, feat + 1)
+
+    def g(x, y):
+        w = heads(y)
+        return _head_loss(batch.features(x, "support"), w, batch.current["support_y"]).sum() + 0.5 * reg * (w * w).sum()
+
+    def f(x, y):
+        return _head_loss(batch.features(x, "query"), heads(y), batch.current["query_y"]).mean()
+
+    evaluation = _evaluator(net, samplers, feat, n_way, k_shot, n_query, reg, eval_tasks, eval_steps, eval_split, device)
     requested = dataset
     info = {
         "dataset": ds.name, "dataset_label": ds.label if ds.name == requested else f"STAND-IN: {ds.name} for {requested}",
         "stand_in_for": requested if ds.name != requested else None, "backbone": backbone, "feature_dim": feat,
         "n_way": n_way, "k_shot": k_shot, "n_query": n_query, "meta_batch": meta_batch, "reg": reg,
         "chance": 1.0 / n_way, "classes": {s: len(samplers[s]) for s in SPLITS},
-        "metrics": {"test_accuracy": test_metric(0), "test_loss": test_metric(1),
-                    "meta_train_accuracy": train_accuracy},
+        "metrics": _metrics(evaluation, batch, heads),
         "network": net, "samplers": samplers, "evaluate": evaluation,
     }
     name = f"few_shot({ds.name}, {backbone}, {n_way}-way {k_shot}-shot)"
-    return BilevelProblem(f=f, g=g, x0=x0, y0=y0, name=name, info=info, resample=resample)
+    return BilevelProblem(f=f, g=g, x0=x0, y0=y0, name=name, info=info, resample=batch.resample)

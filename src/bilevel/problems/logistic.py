@@ -24,12 +24,14 @@ import torch
 from .. import data
 from ..data.formats import svm_scale
 from .base import BilevelProblem, ClosedForm
+from .registry import register
 
 
 def _logistic_loss(features, signs, y):
     return torch.nn.functional.softplus(-signs * (features @ y)).mean()
 
 
+@register("l2_logistic")
 def make_l2_logistic(dataset: str = "breast-cancer", train_fraction: float = 0.5, val_fraction: float = 0.25,
                      scale: bool = True, newton_tol: float = 1e-12, seed: int = 0,
                      dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelProblem:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..networks import ConvNet
 from .base import BilevelProblem
 from .online import BilevelStream
+from .registry import register
 
 MEAN, STD = 0.1307, 0.3081  # MNIST normalisation of the reference code
 
@@ -53,22 +54,17 @@ def _images(dataset: str, splits: list[str] | None):
     return out, ds
 
 
-def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = ("test",),
-                            phase_ratios: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0), rounds_per_phase: int = 100,
-                            batch_size: int = 64, batch_val: int = 64, n_max: int = 4000, n_val: int = 1000,
-                            n_test: int = 100, channels: int = 64, layers: int = 4, batch_norm: bool = True,
-                            weight_decay: float = 1e-4, seed: int = 0, dtype: torch.dtype = torch.float32,
-                            device: str | torch.device = "cpu") -> BilevelStream:
-    """The four-phase imbalanced stream above (defaults: the paper's scale)."""
-    what = "online_loss_tuning"
+def _check_arguments(what, phase_ratios, sizes, weight_decay) -> None:
     if not phase_ratios or any(not 0 < float(m) <= 1 for m in phase_ratios):
         raise ValueError(f"{what}: phase_ratios must be a non-empty list of numbers in (0, 1], got {phase_ratios}")
-    if min(rounds_per_phase, batch_size, batch_val, n_max, n_val, n_test) < 1 or weight_decay < 0:
+    if min(sizes) < 1 or weight_decay < 0:
         raise ValueError(f"{what}: rounds_per_phase, batch sizes, n_max, n_val and n_test must be >= 1, "
                          f"weight_decay >= 0")
-    parts, ds = _images(dataset, list(splits) if splits is not None else None)
-    classes = 10
-    gen = torch.Generator().manual_seed(int(seed))
+
+
+def _split_images(what, parts, ds, classes, n_max, n_val, n_test, gen) -> dict:
+    """The seeded per-class orders of the pool, the validation indices and the per-class test images:
+    ``{"pool": (x, y), "by_class", "val_idx", "test": (x, y), "test_by_class"}``."""
     train_split = "train" if "train" in parts else next(iter(parts))
     test_split = "test" if "test" in parts and train_split != "test" else None
     pool_x, pool_y = parts[train_split]
@@ -92,25 +88,12 @@ def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = (
             if len(idx) < n_test:
                 raise ValueError(f"{what}: class {c} of the test split has {len(idx)} images, need n_test = {n_test}")
             test_by_class.append(idx[torch.randperm(len(idx), generator=gen)][:n_test])
+    return {"pool": (pool_x, pool_y), "by_class": by_class, "val_idx": val_idx, "test": (test_x, test_y),
+            "test_by_class": test_by_class}
 
-    def normalise(a: torch.Tensor) -> torch.Tensor:
-        return ((a - MEAN) / STD).to(dtype=dtype, device=device)
 
-    X, Y = normalise(pool_x), pool_y.to(device)
-    TX, TY = normalise(test_x), test_y.to(device)
-    counts = [[math.ceil(n_max * float(mu) ** i) for i in range(classes)] for mu in phase_ratios]
-    phase_pools = [torch.cat([by_class[i][:n] for i, n in enumerate(c)]) for c in counts]
-    test_all = torch.cat(test_by_class)
-    test_phase = [torch.cat([test_by_class[i][:max(1, math.ceil(n_test * float(mu) ** i))] for i in range(classes)])
-                  for mu in phase_ratios]
-    val_share = torch.bincount(Y[val_idx], minlength=classes).to(dtype) / len(val_idx)
-    u = (1.0 / (classes * val_share)).to(device)
-    net = ConvNet(channels=channels, layers=layers, classes=classes, batch_norm=batch_norm)
-
-    def phase_of(t: int) -> int:
-        return min((t - 1) // int(rounds_per_phase), len(phase_ratios) - 1)
-
-    # Round t's training batch: the next batch_size images of the phase's shuffle (fixed by the seed).
+def _train_batches(phase_pools: list[torch.Tensor], phase_of, batch_size: int, seed: int):
+    """Round t's training batch: the next ``batch_size`` images of the phase's shuffle (fixed by the seed)."""
     order_gen = torch.Generator().manual_seed(int(seed) + 7919)
     cursor: dict[int, tuple[torch.Tensor, int]] = {}
     batches: dict[int, torch.Tensor] = {}
@@ -130,7 +113,13 @@ def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = (
             batches[s] = torch.cat(take)
         return batches[t]
 
-    last = {}
+    return train_batch
+
+
+def _round_maker(net, X, Y, u, classes, train_batch, val_idx, batch_size, batch_val, weight_decay, phase_of,
+                 x0, y0, last: dict):
+    """``make_round(t, generator)``: round t's problem (parametric CE on its training batch, balanced CE on a
+    validation batch drawn from ``generator``); ``last["train"]`` keeps the batch for BatchNorm statistics."""
 
     def make_round(t: int, generator: torch.Generator) -> BilevelProblem:
         tr = train_batch(t)
@@ -151,6 +140,12 @@ def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = (
         return BilevelProblem(f=f, g=g, x0=x0, y0=y0, n_samples={"f": batch_val, "g": batch_size},
                               name=f"online_loss_tuning[t={t}]", info={"t": t, "phase": phase_of(t) + 1})
 
+    return make_round
+
+
+def _metrics(net, TX, TY, classes, test_all, test_phase, phase_of, last: dict) -> dict:
+    """``balanced_accuracy``, ``test_accuracy`` and ``phase`` (see the module docstring)."""
+
     def predictions(idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return net(y, TX[idx], stats_from=last.get("train")).argmax(1)
 
@@ -162,11 +157,49 @@ def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = (
         idx = test_phase[phase_of(t)]
         return float((predictions(idx, y) == TY[idx]).to(torch.float64).mean())
 
+    return {"balanced_accuracy": balanced_accuracy, "test_accuracy": test_accuracy,
+            "phase": lambda t, x, y: phase_of(t) + 1}
+
+
+@register("online_loss_tuning")
+def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = ("test",),
+                            phase_ratios: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0), rounds_per_phase: int = 100,
+                            batch_size: int = 64, batch_val: int = 64, n_max: int = 4000, n_val: int = 1000,
+                            n_test: int = 100, channels: int = 64, layers: int = 4, batch_norm: bool = True,
+                            weight_decay: float = 1e-4, seed: int = 0, dtype: torch.dtype = torch.float32,
+                            device: str | torch.device = "cpu") -> BilevelStream:
+    """The four-phase imbalanced stream above (defaults: the paper's scale)."""
+    what = "online_loss_tuning"
+    _check_arguments(what, phase_ratios, (rounds_per_phase, batch_size, batch_val, n_max, n_val, n_test), weight_decay)
+    parts, ds = _images(dataset, list(splits) if splits is not None else None)
+    classes = 10
+    split = _split_images(what, parts, ds, classes, n_max, n_val, n_test, torch.Generator().manual_seed(int(seed)))
+    by_class, val_idx, test_by_class = split["by_class"], split["val_idx"], split["test_by_class"]
+
+    def normalise(a: torch.Tensor) -> torch.Tensor:
+        return ((a - MEAN) / STD).to(dtype=dtype, device=device)
+
+    X, Y = normalise(split["pool"][0]), split["pool"][1].to(device)
+    TX, TY = normalise(split["test"][0]), split["test"][1].to(device)
+    counts = [[math.ceil(n_max * float(mu) ** i) for i in range(classes)] for mu in phase_ratios]
+    phase_pools = [torch.cat([by_class[i][:n] for i, n in enumerate(c)]) for c in counts]
+    test_all = torch.cat(test_by_class)
+    test_phase = [torch.cat([test_by_class[i][:max(1, math.ceil(n_test * float(mu) ** i))] for i in range(classes)])
+                  for mu in phase_ratios]
+    val_share = torch.bincount(Y[val_idx], minlength=classes).to(dtype) / len(val_idx)
+    u = (1.0 / (classes * val_share)).to(device)
+    net = ConvNet(channels=channels, layers=layers, classes=classes, batch_norm=batch_norm)
+
+    def phase_of(t: int) -> int:
+        return min((t - 1) // int(rounds_per_phase), len(phase_ratios) - 1)
+
     x0 = torch.cat([torch.zeros(classes, dtype=dtype), torch.ones(classes, dtype=dtype)]).to(device)
     y0 = net.init(torch.Generator().manual_seed(int(seed) + 104729), dtype=dtype, device=device)
+    last: dict = {}
+    make_round = _round_maker(net, X, Y, u, classes, _train_batches(phase_pools, phase_of, batch_size, seed), val_idx,
+                              batch_size, batch_val, weight_decay, phase_of, x0, y0, last)
     return BilevelStream(
         make_round=make_round, x0=x0, y0=y0, name=f"online_loss_tuning[{ds.label}]",
         info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
               "phase_counts": counts, "network": net, "parameters": net.size, "rounds": len(phase_ratios) * rounds_per_phase},
-        metrics={"balanced_accuracy": balanced_accuracy, "test_accuracy": test_accuracy,
-                 "phase": lambda t, x, y: phase_of(t) + 1})
+        metrics=_metrics(net, TX, TY, classes, test_all, test_phase, phase_of, last))

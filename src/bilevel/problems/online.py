@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .base import BilevelProblem
+from .registry import register
 
 
 @dataclass
@@ -60,6 +61,7 @@ class BilevelStream:
         return x if self.x_box is None else x.clamp(*self.x_box)
 
 
+@register("online_quadratic")
 def make_online_quadratic(dim: int = 1, sigma: float = 0.0, c1: float = 1.0, p1: float = 1.0, c2: float = 1.0,
                           p2: float = 0.5, box: float | None = 1.0, x0_value: float = 1.0, seed: int = 0,
                           dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelStream:

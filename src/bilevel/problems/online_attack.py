@@ -33,8 +33,10 @@ import torch
 from .attack import attack_setup, margin_loss
 from .base import BilevelProblem
 from .online import BilevelStream
+from .registry import register
 
 
+@register("online_attack")
 def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int = 4, stage_length: int = 50,
                        batch_train: int = 20, batch_val: int = 20, n_test: int = 100, n_val_pool: int = 50,
                        kappa: float = 0.0, x0_value: float = 0.0, classifier: dict | None = None, seed: int = 0,

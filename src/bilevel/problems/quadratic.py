@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BilevelProblem, ClosedForm
+from .registry import register
 
 
 @dataclass
@@ -96,6 +97,56 @@ def _value_hessian(inner: dict, outer: dict) -> torch.Tensor:
     return jac.T @ outer["yy"] @ jac + outer["xx"] + kj + kj.T
 
 
+def _check_arguments(sizes: dict[str, int], constants: dict[str, float]) -> None:
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"quadratic problem: {name} must be >= 1, got {value}")
+    for name, value in constants.items():
+        if not value > 0:
+            raise ValueError(f"quadratic problem: {name} must be > 0, got {value}")
+
+
+def _draw_instance(n_inner: int, n_outer: int, p: int, d: int, inner_L: tuple, outer_L: tuple, mu: float,
+                   seed: int, max_trials: int):
+    """The first accepted draw of the two levels (§6.2, strongly convex inner problem and positive definite
+    value Hessian): ``(inner, outer, inner means, outer means, number of trials)``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    for trial in range(1, max_trials + 1):
+        inner = _generate_level(n_inner, p, d, *inner_L, mu, gen)
+        outer = _generate_level(n_outer, p, d, *outer_L, mu, gen)
+        mi, mo = inner.means(), outer.means()
+        if torch.linalg.eigvalsh(mi["yy"])[0] <= 0:
+            continue
+        hess = _value_hessian(mi, mo)
+        if torch.linalg.eigvalsh(0.5 * (hess + hess.T))[0] >= 1e-12:
+            return inner, outer, mi, mo, trial
+    raise ValueError(
+        f"quadratic problem: no instance with a strongly convex inner problem and a positive definite "
+        f"value Hessian in {max_trials} trials (dim_inner={p}, n_samples_inner={n_inner}, seed={seed})"
+    )
+
+
+def _closed_form(f, mi: dict, mo: dict) -> ClosedForm:
+    """y*, ∇Ψ and Ψ from the full-batch matrices (§6.4)."""
+    chol = torch.linalg.cholesky(mi["yy"])
+
+    def y_star(x):  # §6.4: y*(x) = −A⁻¹(a + Cᵀx)
+        return -torch.cholesky_solve((mi["lin_y"] + mi["xy"].T @ x)[:, None], chol)[:, 0]
+
+    def hypergradient(x):  # ∇Ψ = ∇_x f + C v*, v* = −A⁻¹∇_y f at (x, y*(x))
+        ys = y_star(x)
+        grad_y = mo["yy"] @ ys + mo["xy"].T @ x + mo["lin_y"]
+        grad_x = mo["xx"] @ x + mo["xy"] @ ys + mo["lin_x"]
+        v = -torch.cholesky_solve(grad_y[:, None], chol)[:, 0]
+        return grad_x + mi["xy"] @ v
+
+    def value(x):
+        return f(x, y_star(x))
+
+    return ClosedForm(y_star=y_star, hypergradient=hypergradient, value=value)
+
+
+@register("quadratic")
 def make_quadratic(
     dim_inner: int = 100,
     dim_outer: int = 100,
@@ -120,58 +171,27 @@ def make_quadratic(
     when no accepted instance is found in ``max_trials`` draws (e.g. ``n_samples_inner < dim_inner``
     makes the inner problem singular).
     """
-    for name, value in [("dim_inner", dim_inner), ("dim_outer", dim_outer),
-                        ("n_samples_inner", n_samples_inner), ("n_samples_outer", n_samples_outer)]:
-        if int(value) < 1:
-            raise ValueError(f"quadratic problem: {name} must be >= 1, got {value}")
-    for name, value in [("mu_inner", mu_inner), ("L_inner_inner", L_inner_inner),
-                        ("L_outer_inner", L_outer_inner), ("L_cross_inner", L_cross_inner),
-                        ("L_inner_outer", L_inner_outer), ("L_outer_outer", L_outer_outer),
-                        ("L_cross_outer", L_cross_outer)]:
-        if not value > 0:
-            raise ValueError(f"quadratic problem: {name} must be > 0, got {value}")
+    _check_arguments({"dim_inner": dim_inner, "dim_outer": dim_outer, "n_samples_inner": n_samples_inner,
+                      "n_samples_outer": n_samples_outer},
+                     {"mu_inner": mu_inner, "L_inner_inner": L_inner_inner, "L_outer_inner": L_outer_inner,
+                      "L_cross_inner": L_cross_inner, "L_inner_outer": L_inner_outer, "L_outer_outer": L_outer_outer,
+                      "L_cross_outer": L_cross_outer})
     p, d = int(dim_inner), int(dim_outer)
-    gen = torch.Generator().manual_seed(int(seed))
-    for trial in range(1, max_trials + 1):  # noqa: B007 - trial is recorded after the loop
-        inner = _generate_level(n_samples_inner, p, d, L_inner_inner, L_outer_inner, L_cross_inner, mu_inner, gen)
-        outer = _generate_level(n_samples_outer, p, d, L_inner_outer, L_outer_outer, L_cross_outer, mu_inner, gen)
-        mi, mo = inner.means(), outer.means()
-        if torch.linalg.eigvalsh(mi["yy"])[0] <= 0:
-            continue
-        hess = _value_hessian(mi, mo)
-        if torch.linalg.eigvalsh(0.5 * (hess + hess.T))[0] >= 1e-12:
-            break
-    else:
-        raise ValueError(
-            f"quadratic problem: no instance with a strongly convex inner problem and a positive definite "
-            f"value Hessian in {max_trials} trials (dim_inner={p}, n_samples_inner={n_samples_inner}, seed={seed})"
-        )
+    inner, outer, mi, mo, trial = _draw_instance(
+        n_samples_inner, n_samples_outer, p, d, (L_inner_inner, L_outer_inner, L_cross_inner),
+        (L_inner_outer, L_outer_outer, L_cross_outer), mu_inner, seed, max_trials)
 
     to = dict(dtype=dtype, device=device)
     inner = _Level(*(t.to(**to) for t in vars(inner).values()))
     outer = _Level(*(t.to(**to) for t in vars(outer).values()))
     mi = {k: v.to(**to) for k, v in mi.items()}
     mo = {k: v.to(**to) for k, v in mo.items()}
-    chol = torch.linalg.cholesky(mi["yy"])
 
     def g(x, y, batch=None):
         return inner.value(x, y, batch)
 
     def f(x, y, batch=None):
         return outer.value(x, y, batch)
-
-    def y_star(x):  # §6.4: y*(x) = −A⁻¹(a + Cᵀx)
-        return -torch.cholesky_solve((mi["lin_y"] + mi["xy"].T @ x)[:, None], chol)[:, 0]
-
-    def hypergradient(x):  # ∇Ψ = ∇_x f + C v*, v* = −A⁻¹∇_y f at (x, y*(x))
-        ys = y_star(x)
-        grad_y = mo["yy"] @ ys + mo["xy"].T @ x + mo["lin_y"]
-        grad_x = mo["xx"] @ x + mo["xy"] @ ys + mo["lin_x"]
-        v = -torch.cholesky_solve(grad_y[:, None], chol)[:, 0]
-        return grad_x + mi["xy"] @ v
-
-    def value(x):
-        return f(x, y_star(x))
 
     eig = torch.linalg.eigvalsh(mi["yy"])
     return BilevelProblem(
@@ -180,7 +200,7 @@ def make_quadratic(
         x0=torch.full((d,), float(x0_value), **to),
         y0=torch.zeros(p, **to),
         n_samples={"f": int(n_samples_outer), "g": int(n_samples_inner)},
-        closed_form=ClosedForm(y_star=y_star, hypergradient=hypergradient, value=value),
+        closed_form=_closed_form(f, mi, mo),
         name="quadratic",
         info={
             "dim_inner": p,

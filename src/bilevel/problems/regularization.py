@@ -23,10 +23,12 @@ import torch
 from .. import data
 from .base import BilevelProblem
 from .linear import LinearModel, load_rows, stratified_split, take
+from .registry import register
 
 REDUCTIONS = ("mean", "sum")
 
 
+@register("feature_regularization")
 def make_feature_regularization(dataset: str = "20newsgroups", train: float | int = 0.5, val: float | int = 0.25,
                                 test: float | int = 0.25, reduction: str = "mean", scale: bool = True,
                                 rows_from: list[str] | None = None,

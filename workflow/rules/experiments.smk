@@ -1,4 +1,5 @@
-# Run -> aggregate -> plot for every experiment of the configuration (shared baselines and papers).
+# Every experiment of the configuration (the shared baselines and the three papers): its method jobs, the
+# classifier an attack needs, aggregate over seeds -> plot.
 
 
 localrules:
@@ -26,6 +27,10 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
+# One job per (experiment, method label, seed). Environment and resources come from the experiment:
+# GPU experiments (few-shot meta-learning) declare one GPU and use envs/gpu.yaml, running on the GPU when
+# the machine has one and on the CPU otherwise (device "auto"); interrupted jobs of experiments with
+# checkpoints resume from <output stem>.checkpoints/ when re-run.
 rule run_job:
     input:
         datasets=lambda wc: experiment_datasets(wc.experiment),
@@ -38,46 +43,16 @@ rule run_job:
     benchmark:
         f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/cpu.yaml"
+        job_env
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        gpu=job_resource("gpu"),
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
     params:
         section=lambda wc: config["experiments"][wc.experiment],  # a config change re-runs the job
     script:
         "../scripts/run_job.py"
-
-
-# The same job for GPU experiments (few-shot meta-learning): one GPU when the machine has one (Snakemake 9
-# resource convention gpu=1; the SLURM profile maps it to --gpus), the CPU otherwise (device "auto").
-# Interrupted jobs resume from <output stem>.checkpoints/ when re-run.
-rule run_gpu_job:
-    input:
-        datasets=lambda wc: experiment_datasets(wc.experiment),
-    output:
-        csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
-        provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",
-    log:
-        f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
-    wildcard_constraints:
-        experiment=GPU_EXPERIMENT_PATTERN,
-    conda:
-        "../../envs/gpu.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
-    params:
-        section=lambda wc: config["experiments"][wc.experiment],
-    script:
-        "../scripts/run_job.py"
-
-
-ruleorder: run_gpu_job > run_job
 
 
 rule aggregate:
