@@ -1,6 +1,5 @@
 """Reproduce every figure and table of the ZOBA, SOGD and FSBA papers: snakemake --cores all."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -8,16 +7,16 @@ from snakemake.utils import min_version, validate
 
 min_version("9.11")
 
-# The package from the source tree, also without an installed copy: here (parse time) and in every job
-# (PYTHONPATH is inherited by the rule scripts, locally and on a cluster node).
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SRC]
-)
+# The package from the source tree, also without an installed copy: here (parse time) and, through
+# PYTHONPATH, in every job (bilevel.workflow.export_package_path).
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
 from bilevel.experiments.config import resolve  # noqa: E402
+from bilevel.workflow import export_package_path, publish_rules  # noqa: E402
+
+export_package_path(SRC)
 
 
 # Every experiment is written once, in config/config.yaml; a --configfile (config/paper.yaml, the smoke
@@ -49,11 +48,5 @@ rule all:
         all_targets(),
 
 
-# The rules as data (describe_rules), for the test command's env guard and for the tests.
-if os.environ.get("BILEVEL_CHECK_RULE_ENVS") == "1" or "BILEVEL_DESCRIBE_RULES" in os.environ:
-    import json
-
-    _rules = json.dumps(describe_rules())
-    os.environ["BILEVEL_RULE_ENVS"] = _rules  # inherited by every job
-    if os.environ.get("BILEVEL_DESCRIBE_RULES"):
-        Path(os.environ["BILEVEL_DESCRIBE_RULES"]).write_text(_rules)
+# Snakemake's rule objects as data, for the test command's env guard and for the tests.
+publish_rules(workflow, config["experiments"])

@@ -25,7 +25,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="session")
 def workflow_rules(tmp_path_factory):
-    """Snakemake's own rule objects as data (the Snakefile's ``describe_rules()``, written when
+    """Snakemake's own rule objects as data (``bilevel.workflow.describe_rules``, written when
     ``BILEVEL_DESCRIBE_RULES`` is set), for the smoke configuration: name -> conda environment (a path, or
     experiment -> path where it depends on the experiment), threads, resources, local or not."""
     import json

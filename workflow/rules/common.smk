@@ -21,7 +21,9 @@ def job_env(wildcards):
 
 def job_resource(name):
     """``resources: NAME=job_resource(NAME)``: the value for the job's experiment."""
-    return lambda wildcards: JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][name]
+    return lambda wildcards: JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][
+        name
+    ]
 
 
 wildcard_constraints:
@@ -98,42 +100,3 @@ def all_targets(with_runtimes=True):
     if with_runtimes:  # written last, from the benchmark files of every other job
         targets.append(f"{FIGURES}/runtimes.md")
     return targets
-
-
-def describe_rules():
-    """Snakemake's own rule objects as data: per rule its conda environment file (absolute), threads,
-    resources and whether it is a local rule. A value that is a function of the wildcards (the job rule's
-    environment and resources come from its experiment) is given per experiment of this configuration.
-    Read by the env guard of the test command (workflow/scripts/_env_guard.py) and by the tests."""
-    from types import SimpleNamespace
-
-    def per_experiment(value, resolve=lambda v: v):
-        if not callable(value):
-            return resolve(value)
-        return {
-            e: resolve(value(SimpleNamespace(experiment=e))) for e in config["experiments"]
-        }
-
-    def resource(res, rule):  # Snakemake's Resource: a value, or a function of the wildcards
-        if not res.is_evaluable():
-            return res.value
-        context = dict(input=[], attempt=1, threads=1, rulename=rule.name, async_run=False)
-        return per_experiment(lambda wc: res.evaluate(wc, **context).value)
-
-    described = {}
-    for rule in workflow.rules:
-        here = Path(rule.snakefile).parent
-        resources = {
-            k: resource(v, rule) for k, v in rule.resources.items() if not k.startswith("_")
-        }
-        described[rule.name] = {
-            "conda": (
-                None
-                if rule.conda_env is None
-                else per_experiment(rule.conda_env, lambda p: str((here / p).resolve()))
-            ),
-            "threads": resource(rule.resources["_cores"], rule),
-            "resources": resources,
-            "local": rule.name in workflow._localrules,  # the localrules: directives
-        }
-    return described

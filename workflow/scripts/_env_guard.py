@@ -3,7 +3,7 @@ that the rule's ``envs/*.yaml`` does not provide.
 
 ``snakemake --sdm conda`` cannot run where this artifact is built (no conda channels), so the smoke
 workflow of the test command sets ``BILEVEL_CHECK_RULE_ENVS=1``. The Snakefile then publishes its rule
-objects' environments (``describe_rules`` in workflow/rules/common.smk: Snakemake's own ``conda:``
+objects' environments (``bilevel.workflow.describe_rules``: Snakemake's own ``conda:``
 values, functions of the experiment resolved per experiment) in ``BILEVEL_RULE_ENVS``, which every
 job inherits, and every rule script imports only
 distributions pinned in its rule's environment (and their dependencies, from the installed metadata)
@@ -33,7 +33,7 @@ def _norm(name: str) -> str:
 
 def rule_env(rules: dict, rule: str, experiment: str | None = None) -> Path:
     """The environment file of ``rule`` (for ``experiment``, where the rule's environment depends on it)
-    in ``rules``, the Snakefile's ``describe_rules()``."""
+    in ``rules``, ``bilevel.workflow.describe_rules``."""
     if rule not in rules or rules[rule]["conda"] is None:
         raise KeyError(f"rule {rule} declares no conda: environment")
     env = rules[rule]["conda"]
@@ -113,7 +113,7 @@ class _Filtered(importlib.abc.MetaPathFinder):
 
 def install(rule: str, rules: dict, experiment: str | None = None) -> EnvironmentGuard:
     """Hide from every import finder what ``rule``'s environment lacks (modules imported before stay);
-    ``rules``: the Snakefile's ``describe_rules()`` (``BILEVEL_RULE_ENVS``)."""
+    ``rules``: ``bilevel.workflow.describe_rules`` (``BILEVEL_RULE_ENVS``)."""
     env = rule_env(rules, rule, experiment)
     guard = EnvironmentGuard(closure(env_packages(env)), env)
     sys.meta_path[:] = [_Filtered(f, guard) if hasattr(f, "find_spec") else f for f in sys.meta_path]

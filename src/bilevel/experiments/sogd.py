@@ -19,6 +19,7 @@ from .base import (
     case_panels,
     case_params,
     curve,
+    diverged,
     final_value,
     method_param,
     methods_of,
@@ -102,9 +103,14 @@ def _less_regret_under_noise(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     finals = {lab: final_value(agg, lab, "regret", loudest) for lab in sogd[:1] + rivals}
     if finals[sogd[0]] is None or all(finals[r] is None for r in rivals):
         return Verdict(None, f"{loudest}: no finite regret recorded for {sogd[0]} or for every rival")
-    holds = all(v is not None for v in finals.values()) and all(finals[sogd[0]] < finals[r] for r in rivals)
+    # a run that diverged has unbounded regret: a diverged rival loses, a diverged SOGD cannot win
+    bad = {lab for lab in finals if diverged(agg, lab, "regret", loudest)}
+    ends = {lab: np.inf if lab in bad else v for lab, v in finals.items()}
+    holds = sogd[0] not in bad and all(v is not None for v in finals.values()) and \
+        all(ends[sogd[0]] < ends[r] for r in rivals)
     return Verdict(holds, f"{loudest}, final BL-Reg_T (median over seeds): "
-                   + ", ".join(f"{lab} {v:.4g}" for lab, v in finals.items() if v is not None))
+                   + ", ".join(f"{lab} {v:.4g}" + (" (diverged)" if lab in bad else "")
+                               for lab, v in finals.items() if v is not None))
 
 
 def _fastest_per_round(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
