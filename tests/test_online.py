@@ -183,7 +183,7 @@ def test_online_experiment_jobs_aggregate_and_claims():
            "online": {"rounds": 200, "eval_every": 20}}
     check_config({"experiments": {"sogd_regret": cfg}})
     experiment = get_experiment("sogd_regret")
-    rows = pd.concat([experiment.run_job(cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
+    rows = pd.concat([experiment.run_job(experiment.name, cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
     assert set(rows["phase"]) == {"sigma0", "sigma1"}
     assert {"regret", "average_regret", "hypergrad_tracking_error"} <= set(rows["metric"])
     agg = aggregate(rows)

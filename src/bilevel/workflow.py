@@ -45,7 +45,7 @@ def describe_rules(workflow, experiments) -> dict:
     for rule in workflow.rules:
         here = Path(rule.snakefile).parent
         conda = None if rule.conda_env is None else \
-            _per_experiment(rule.conda_env, experiments, lambda p: str((here / p).resolve()))
+            _per_experiment(rule.conda_env, experiments, lambda p, here=here: str((here / p).resolve()))
         described[rule.name] = {
             "conda": conda,
             "threads": _resource(rule.resources["_cores"], rule, experiments),
