@@ -264,7 +264,7 @@ def _job_config(results: Path) -> dict:
 
 
 def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path):
-    """The workflow's job function (rule run_gpu_job) killed by SIGKILL mid-run, then re-run: it resumes from
+    """The workflow's job function (rule run_job, a GPU experiment) killed by SIGKILL mid-run, then re-run: it resumes from
     its last checkpoint and writes the rows of an uninterrupted job."""
     from bilevel.experiments.pipeline import checkpoint_dir
 

@@ -90,7 +90,7 @@ class Experiment:
     requires: tuple[str, ...] = ()
     #: ``tables(rows, experiment_config) -> [table data]`` replaces the summary table (e.g. sweep grids)
     tables: Callable[[pd.DataFrame, dict], list[dict]] | None = None
-    #: GPU jobs (rule ``run_gpu_job``: ``resources: gpu=1``, the GPU environment, device "auto" by default)
+    #: GPU jobs: the job rule `run_job` gives them `resources: gpu=1` and envs/gpu.yaml (the one source of both)
     gpu: bool = False
     #: ``run_job`` accepts ``checkpoint_dir`` and resumes interrupted runs from it
     checkpoints: bool = False

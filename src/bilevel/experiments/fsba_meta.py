@@ -7,7 +7,7 @@ linear head per task = lower variable), one phase per dataset (``cases``), a new
 outer step (the same tasks for every method with the same seed), held-out test accuracy of heads
 fitted from zero on fixed test tasks. IFSBA/LFSBA take HVP-based cubic steps on the backbone (Lanczos
 factor of the penalty Hessian), the other methods Adam steps on their hypergradient estimate (the
-meta-learning codes' outer optimiser). Jobs run on the GPU when one is present (rule ``run_gpu_job``)
+meta-learning codes' outer optimiser). Jobs run on the GPU when one is present (``gpu=True``: rule ``run_job`` requests one)
 and save checkpoints every ``optimization.checkpoint_every`` steps. Without the official files the
 panels use labelled stand-ins (``data.stand_ins``).
 """
