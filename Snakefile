@@ -13,7 +13,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
-from bilevel.experiments.config import resolve  # noqa: E402
+from bilevel.experiments.config import read_yaml, resolve  # noqa: E402
 from bilevel.workflow import export_package_path, publish_rules  # noqa: E402
 
 export_package_path(SRC)
@@ -26,7 +26,7 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 try:
-    resolve(config)
+    resolve(config, read_yaml(Path(workflow.basedir) / "config" / "config.yaml"))
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)

@@ -79,20 +79,26 @@ def merge(base: dict, overlay: Mapping) -> dict:
     return base
 
 
-def resolve(config: dict) -> dict:
+def resolve(config: dict, base: dict | None = None) -> dict:
     """Apply the overlay conventions in place: drop ``null`` keys (recursively) and method entries with
-    ``enabled: false``, and remove the ``enabled`` keys. Returns ``config``."""
-    def drop_nulls(node):
+    ``enabled: false``, and remove the ``enabled`` keys. With ``base`` (the default config the overlays
+    were merged over), a ``null`` must remove a key that ``base`` has: a misspelt name is an error, not a
+    silent no-op. Returns ``config``."""
+    def drop_nulls(node, known, path):
         if isinstance(node, dict):
             for key in [k for k, v in node.items() if v is None]:
+                if base is not None and not (isinstance(known, dict) and key in known):
+                    where = ".".join(map(str, (*path, key)))
+                    raise ConfigError(f"{where}: null removes a key of the default configuration, which has no "
+                                      f"{key!r} here (misspelt?)")
                 del node[key]
-            for value in node.values():
-                drop_nulls(value)
+            for key, value in node.items():
+                drop_nulls(value, known.get(key) if isinstance(known, dict) else None, (*path, key))
         elif isinstance(node, list):
             for value in node:
-                drop_nulls(value)
+                drop_nulls(value, None, path)
 
-    drop_nulls(config)
+    drop_nulls(config, base, ())
     experiments = config.get("experiments")
     for name, exp_cfg in (experiments.items() if isinstance(experiments, dict) else ()):
         methods = exp_cfg.get("methods") if isinstance(exp_cfg, dict) else None
@@ -129,10 +135,11 @@ def load_config(*overlays: str | Path, base: str | Path | None = None) -> dict:
     """The resolved configuration: ``base`` (default: the repository's ``config/config.yaml``) with each
     overlay file merged over it in order (:func:`merge`), then :func:`resolve`. This is what the
     Snakefile sees for ``snakemake --configfile OVERLAY ...`` (schema defaults aside)."""
-    config = read_yaml(DEFAULT_CONFIG if base is None else base)
+    default = read_yaml(DEFAULT_CONFIG if base is None else base)
+    config = copy.deepcopy(default)
     for overlay in overlays:
         merge(config, read_yaml(overlay))
-    return resolve(config)
+    return resolve(config, default)
 
 
 def _check_factory_params(factory, params: dict, key: str) -> None:
