@@ -22,11 +22,14 @@ export_package_path(SRC)
 # Every experiment is written once, in config/config.yaml; a --configfile (config/paper.yaml, the smoke
 # .test/config/config.yaml, your own) is merged over it as Snakemake merges config files. Then an
 # overlay's `null` removes a key and `enabled: false` methods are skipped (config/README.md).
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+DEFAULT_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
+
+
+configfile: DEFAULT_CONFIG
 
 
 try:
-    resolve(config, read_yaml(Path(workflow.basedir) / "config" / "config.yaml"))
+    resolve(config, read_yaml(DEFAULT_CONFIG))
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
