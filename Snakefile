@@ -14,6 +14,7 @@ sys.path.insert(0, str(SRC))
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
 from bilevel.experiments.config import read_yaml, resolve  # noqa: E402
+from bilevel.experiments.tuning import check_committed  # noqa: E402
 from bilevel.workflow import export_package_path, publish_rules  # noqa: E402
 
 export_package_path(SRC)
@@ -35,6 +36,7 @@ except ConfigError as err:
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 try:
     check_config(config)
+    check_committed(config)  # selections: committed -> each exists and was made for this configuration
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
@@ -42,6 +44,7 @@ except ConfigError as err:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/report.smk"
 
 

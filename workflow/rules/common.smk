@@ -1,5 +1,6 @@
 # Shared helpers: paths, targets, and what a job rule needs to know of its experiment.
 from bilevel.experiments import get as get_experiment
+from bilevel.experiments import tuning
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
@@ -31,6 +32,7 @@ wildcard_constraints:
     dataset="[a-z0-9][a-z0-9-]*",
     method="[a-z0-9][a-z0-9-]*",
     seed="[0-9]+",
+    cell="c[0-9]+",
     table="[a-z0-9_]+",
 
 
@@ -42,6 +44,30 @@ def job_results(experiment):
         for method in exp["methods"]
         for seed in exp["seeds"]
     ]
+
+
+def tuned_experiments():
+    """The experiments with a tuning stage (a ``tuning`` section)."""
+    return [e for e, exp in config["experiments"].items() if tuning.tuned(exp)]
+
+
+def tuning_results(experiment):
+    """Every tuning-job CSV of an experiment: (method with a grid, grid cell, tuning seed)."""
+    exp = config["experiments"][experiment]
+    return [
+        f"{RESULTS}/tuning/{experiment}/{method}/{cell}/seed{seed}.csv"
+        for method, entry in exp["methods"].items()
+        if "tune" in entry
+        for cell, _ in tuning.cells(entry)
+        for seed in exp["tuning"]["seeds"]
+    ]
+
+
+def selection_input(experiment):
+    """The selection a tuned experiment's figure jobs read (committed, or this run's tuning stage)."""
+    if not tuning.tuned(config["experiments"][experiment]):
+        return []
+    return [str(tuning.selection_path(config, experiment))]
 
 
 def experiment_datasets(experiment):

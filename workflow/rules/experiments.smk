@@ -35,6 +35,7 @@ rule run_job:
     input:
         datasets=lambda wc: experiment_datasets(wc.experiment),
         models=lambda wc: experiment_models(wc.experiment),
+        selection=lambda wc: selection_input(wc.experiment),
     output:
         csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
         provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",

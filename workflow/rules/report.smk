@@ -11,16 +11,23 @@ localrules:
 
 rule claims:
     input:
-        expand(
+        aggregates=expand(
             f"{RESULTS}/{{experiment}}/aggregate.csv",
             experiment=list(config["experiments"]),
         ),
+        results=[job_results(e) for e in config["experiments"]],
+        selections=[selection_input(e) for e in config["experiments"]],
     output:
         report(f"{FIGURES}/claims.md", category="claims"),
     log:
         f"{LOGS}/claims.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        results={e: job_results(e) for e in config["experiments"]},
+        selections={
+            e: (selection_input(e) or [None])[0] for e in config["experiments"]
+        },
     script:
         "../scripts/claims.py"
 

@@ -1,4 +1,4 @@
-"""Rule claims: every experiment's aggregate -> figures/claims.md."""
+"""Rule claims: every experiment's aggregate, per-seed results and selection -> figures/claims.md."""
 
 from pathlib import Path
 
@@ -7,5 +7,6 @@ from _adapter import setup
 with setup(snakemake):  # noqa: F821
     from bilevel.experiments.pipeline import write_claims
 
-    aggregates = {Path(p).parent.name: p for p in snakemake.input}  # noqa: F821
-    write_claims(snakemake.config, aggregates, snakemake.output[0])  # noqa: F821
+    aggregates = {Path(p).parent.name: p for p in snakemake.input.aggregates}  # noqa: F821
+    results = {e: snakemake.params.results[e] for e in aggregates}  # noqa: F821
+    write_claims(snakemake.config, aggregates, snakemake.output[0], results, snakemake.params.selections)  # noqa: F821

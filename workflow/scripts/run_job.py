@@ -6,4 +6,6 @@ with setup(snakemake):  # noqa: F821
     from bilevel.experiments.pipeline import execute_job
 
     wc = snakemake.wildcards  # noqa: F821
-    execute_job(snakemake.config, wc.experiment, wc.method, int(wc.seed), snakemake.output.csv, progress=True)  # noqa: F821
+    selection = list(snakemake.input.selection)  # noqa: F821
+    execute_job(snakemake.config, wc.experiment, wc.method, int(wc.seed), snakemake.output.csv, progress=True,  # noqa: F821
+                selection=selection[0] if selection else None)

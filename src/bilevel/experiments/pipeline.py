@@ -19,7 +19,7 @@ import torch
 
 from .. import classifiers, data
 from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
-from . import tables
+from . import tables, tuning
 from .base import aggregate, dataset_label, summary_table
 from .config import ConfigError, check_experiment
 from .registry import get as get_experiment
@@ -39,13 +39,18 @@ def checkpoint_dir(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.checkpoints")
 
 
-def execute_job(config: dict, experiment: str, label: str, seed: int, out: str | Path, progress=False) -> pd.DataFrame:
-    """Run one (experiment, method label, seed) job and write its rows and provenance atomically."""
-    exp_cfg = config["experiments"][experiment]
+def _definition(experiment: str):
     try:
-        definition = get_experiment(experiment)
+        return get_experiment(experiment)
     except KeyError as err:
         raise ConfigError(f"experiments.{experiment}: {err.args[0]}") from None
+
+
+def _run_and_write(config: dict, experiment: str, exp_cfg: dict, label: str, seed: int, out: str | Path,
+                   progress, extra: dict) -> pd.DataFrame:
+    """Run one job of ``exp_cfg`` (the experiment's section as this job sees it) and write rows and
+    provenance atomically."""
+    definition = _definition(experiment)
     check_experiment(experiment, exp_cfg, definition)
     if label not in exp_cfg["methods"]:
         raise KeyError(f"experiments.{experiment}.methods has no method {label!r}; "
@@ -55,15 +60,86 @@ def execute_job(config: dict, experiment: str, label: str, seed: int, out: str |
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))
     started = time.perf_counter()
-    extra = {"checkpoint_dir": checkpoint_dir(out)} if definition.checkpoints else {}
+    resume = {"checkpoint_dir": checkpoint_dir(out)} if definition.checkpoints else {}
     with data.track_usage() as datasets:
-        rows = definition.run_job(experiment, exp_cfg, label, int(seed), device=device, progress=progress, **extra)
-    record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg},
+        rows = definition.run_job(experiment, exp_cfg, label, int(seed), device=device, progress=progress, **resume)
+    record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg, **extra},
                         seed=int(seed), device=device, datasets=datasets,
                         extra={"wall_seconds": round(time.perf_counter() - started, 3),
                                "statuses": sorted(rows["status"].unique().tolist())})
     write_results(rows, out, record)
     return rows
+
+
+def execute_job(config: dict, experiment: str, label: str, seed: int, out: str | Path, progress=False,
+                selection: str | Path | None = None) -> pd.DataFrame:
+    """Run one (experiment, method label, seed) job of a figure -- with the parameters its selection chose,
+    for a tuned experiment -- and write its rows and provenance atomically."""
+    if experiment not in config["experiments"]:
+        raise ConfigError(f"experiments.{experiment}: not in the configuration")
+    chosen, path = tuning.read_selection(config, experiment, selection)
+    exp_cfg = tuning.apply(config["experiments"][experiment], chosen)
+    extra = {} if path is None else {"selection": {"file": str(path), "sha256": data.checksums(path, ("sha256",))["sha256"],
+                                                   "params": chosen["methods"].get(label, {}).get("params", {})}}
+    return _run_and_write(config, experiment, exp_cfg, label, seed, out, progress, extra)
+
+
+def execute_tuning_job(config: dict, experiment: str, label: str, cell: str, seed: int, out: str | Path,
+                       progress=False) -> pd.DataFrame:
+    """One tuning job: method ``label`` with the values of grid ``cell`` on tuning seed ``seed`` under the
+    tuning budget (:func:`.tuning.tuning_config`)."""
+    exp_cfg = config["experiments"].get(experiment)
+    if exp_cfg is None or not tuning.tuned(exp_cfg):
+        raise ConfigError(f"experiments.{experiment}.tuning: this experiment has no tuning stage")
+    if seed not in exp_cfg["tuning"]["seeds"]:
+        raise ConfigError(f"experiments.{experiment}.tuning.seeds: {seed} is not a tuning seed")
+    job_cfg = tuning.tuning_config(exp_cfg, label, cell)
+    return _run_and_write(config, experiment, job_cfg, label, seed, out, progress, {"tuning_cell": cell})
+
+
+def write_selection(config: dict, experiment: str, inputs: list[str | Path], out: str | Path) -> dict:
+    """The selection of a tuned experiment from its tuning jobs' CSVs
+    (``.../<label>/<cell>/seed<S>.csv``), written as JSON with provenance."""
+    exp_cfg = config["experiments"][experiment]
+    section = exp_cfg["tuning"]
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for p in inputs:
+        p = Path(p)
+        label, cell, seed = p.parent.parent.name, p.parent.name, int(p.stem.removeprefix("seed"))
+        rows = read_results([p])
+        scores.setdefault(label, {}).setdefault(cell, {})[seed] = tuning.run_score(rows, section["metric"],
+                                                                                  section.get("mode", "min"))
+    selection = tuning.select(experiment, exp_cfg, scores)
+    selection["provenance"] = {"git": provenance(None)["git"], "inputs": len(inputs)}
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(selection, indent=1, sort_keys=True, default=str) + "\n")
+    return selection
+
+
+def compare_selections(config: dict, built: dict[str, str | Path], out: str | Path) -> str:
+    """``results/tuning/check.md``: whether each rebuilt selection equals the committed one (choices and
+    scores; provenance aside)."""
+    lines = ["# Tuning: rebuilt selections against the committed ones", "",
+             f"Committed selections: `{config.get('selections_dir', 'config/selections')}/`. To adopt a rebuilt "
+             "selection, copy it there.", "", "| experiment | rebuilt | committed | same choices | same scores |",
+             "|---|---|---|---|---|"]
+    for experiment, path in built.items():
+        new = json.loads(Path(path).read_text())
+        committed = Path(config.get("selections_dir", "config/selections")) / f"{experiment}.json"
+        if not committed.is_file():
+            lines.append(f"| {experiment} | `{path}` | (none) | - | - |")
+            continue
+        old = json.loads(committed.read_text())
+        same_choice = {k: m.get("params") for k, m in new["methods"].items()} == \
+            {k: m.get("params") for k, m in old["methods"].items()} and new["key"] == old["key"]
+        strip = ("provenance",)
+        same = {k: v for k, v in new.items() if k not in strip} == {k: v for k, v in old.items() if k not in strip}
+        lines.append(f"| {experiment} | `{path}` | `{committed}` | {'yes' if same_choice else '**no**'} | "
+                     f"{'yes' if same else '**no**'} |")
+    text = "\n".join(lines) + "\n"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    return text
 
 
 def aggregate_files(inputs: list[str], out: str | Path) -> pd.DataFrame:
@@ -79,35 +155,75 @@ def plot_files(config: dict, experiment: str, aggregate_csv: str | Path, outputs
     get_experiment(experiment).plot(pd.read_csv(aggregate_csv), config["experiments"][experiment], outputs)
 
 
-def claims_markdown(config: dict, aggregates: dict[str, str | Path]) -> str:
-    """The claims report: per experiment, each claim with its source, our measurement and verdict."""
+def _per_seed(claim, rows: pd.DataFrame | None, exp_cfg: dict) -> str:
+    """``holds on k of n seeds`` (the claim checked on each seed's runs alone; seeds where it cannot be
+    evaluated are counted apart)."""
+    if rows is None or rows.empty:
+        return ""
+    labels = [claim.check(aggregate(grp), exp_cfg).label for _, grp in rows.groupby("seed", sort=True)]
+    text = f"{labels.count('holds')} of {len(labels)}"
+    skipped = labels.count("not evaluated")
+    return text + (f" ({skipped} not evaluable alone)" if skipped else "")
+
+
+def _short_protocol(selection: dict | None) -> str:
+    if selection is None:
+        return "configured"
+    edges = [f"{lab}.{p}" for lab, m in selection["methods"].items() for p in m.get("edge", [])]
+    tuned_ = [lab for lab, m in selection["methods"].items() if "fixed" not in m]
+    text = f"tuned ({len(tuned_)} of {len(selection['methods'])} methods, seeds {selection['seeds']})"
+    return text + (f"; grid edge: {', '.join(edges)}" if edges else "")
+
+
+def claims_markdown(config: dict, aggregates: dict[str, str | Path], results: dict[str, list] | None = None,
+                    selections: dict[str, str | Path | None] | None = None) -> str:
+    """The claims report: per experiment how its parameters were chosen (the selection, with grid-edge
+    flags), then each claim with its source, our measurement, the verdict and on how many seeds it holds
+    alone (``results``: the experiment's per-seed CSVs)."""
     lines = ["# Claims checked on this run", "",
              "Each claim is evaluated on the aggregated results of this run of the workflow, with this run's "
-             "configuration. A claim that does not hold is reported as such, never tuned away.", ""]
+             "configuration, and again on each seed's runs alone (column *seeds*: on how many it holds). "
+             "A claim that does not hold is reported as such, never tuned away. *Protocol*: how the "
+             "compared methods' parameters were chosen (tuned on held-out seeds by the selection shown, or "
+             "the configured values).", ""]
     counts = {"holds": 0, "does not hold": 0, "not evaluated": 0}
+    edges: list[str] = []
     for name, path in aggregates.items():
         exp = get_experiment(name)
+        exp_cfg = config["experiments"][name]
         agg = pd.read_csv(path)
+        rows = read_results(results[name]) if results and results.get(name) else None
+        sel_path = (selections or {}).get(name)
+        selection = json.loads(Path(sel_path).read_text()) if sel_path else None
         label = dataset_label(agg)
         data_note = f" Data: **{label}**." if label else ""
         lines += [f"## {exp.title} (`{name}`)", "", f"Paper: {exp.paper}. Figure: `figures/{name}.png`.{data_note}", "",
-                  "| claim | statement | source | our measurement | verdict |", "|---|---|---|---|---|"]
+                  f"Protocol: {tuning.protocol(selection)}.", ""]
+        if selection is not None:
+            lines += tuning.selection_markdown(selection, str(sel_path))
+            edges += [f"`{name}`: {lab}.{p}" for lab, m in selection["methods"].items() for p in m.get("edge", [])]
+        lines += ["| claim | statement | source | our measurement | verdict | seeds | protocol |",
+                  "|---|---|---|---|---|---|---|"]
+        protocol_tag = _short_protocol(selection)
         for claim in exp.claims:
-            verdict = claim.check(agg, config["experiments"][name])
+            verdict = claim.check(agg, exp_cfg)
             counts[verdict.label] += 1
             mark = {"holds": "**holds**", "does not hold": "**does not hold**", "not evaluated": "not evaluated"}
             lines.append(f"| `{claim.id}` | {claim.statement} | {claim.source} | {verdict.measurement} | "
-                         f"{mark[verdict.label]} |")
+                         f"{mark[verdict.label]} | {_per_seed(claim, rows, exp_cfg)} | {protocol_tag} |")
         lines.append("")
     summary = ", ".join(f"{v} {k}" for k, v in counts.items())
-    lines.insert(2, f"Summary: {summary}.")
-    lines.insert(3, "")
+    header = [f"Summary: {summary}.", ""]
+    if edges:
+        header += ["Choices on a grid edge (the grid may not contain the best value): " + "; ".join(edges) + ".", ""]
+    lines[2:2] = header
     return "\n".join(lines)
 
 
-def write_claims(config: dict, aggregates: dict[str, str | Path], out: str | Path) -> None:
+def write_claims(config: dict, aggregates: dict[str, str | Path], out: str | Path,
+                 results: dict[str, list] | None = None, selections: dict[str, str | Path | None] | None = None) -> None:
     """Write ``claims.md`` atomically."""
-    text = claims_markdown(config, aggregates)
+    text = claims_markdown(config, aggregates, results, selections)
     with atomic_path(out) as tmp:
         tmp.write_text(text + "\n")
 
