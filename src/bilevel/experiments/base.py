@@ -94,6 +94,9 @@ class Experiment:
     gpu: bool = False
     #: ``run_job`` accepts ``checkpoint_dir`` and resumes interrupted runs from it
     checkpoints: bool = False
+    #: a comparison of methods (needs a tuning stage: every method tuned on held-out seeds, or fixed with a
+    #: reason, :mod:`.tuning`); False for a study of one method's parameter (Figures 6-8, the sweeps)
+    comparative: bool = True
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

@@ -107,8 +107,8 @@ def write_selection(config: dict, experiment: str, inputs: list[str | Path], out
         p = Path(p)
         label, cell, seed = p.parent.parent.name, p.parent.name, int(p.stem.removeprefix("seed"))
         rows = read_results([p])
-        scores.setdefault(label, {}).setdefault(cell, {})[seed] = tuning.run_score(rows, section["metric"],
-                                                                                  section.get("mode", "min"))
+        scores.setdefault(label, {}).setdefault(cell, {})[seed] = tuning.run_score(
+            rows, section["metric"], section.get("mode", "min"), section.get("at", "final"))
     selection = tuning.select(experiment, exp_cfg, scores)
     selection["provenance"] = {"git": provenance(None)["git"], "inputs": len(inputs)}
     with atomic_path(out) as tmp:

@@ -14,11 +14,13 @@ seeds -- made a reproducible, inspectable file):
         metric: validation_loss       # recorded by every method's jobs
         mode: min                     # or max
         statistic: median             # over tuning seeds: median or mean
+        at: final                     # the run's value: final (last evaluation) or mean (over its evaluations)
         budget: {max_iters: 30}       # optional: replaces keys of the optimization / online section
 
 - one tuning job per (method, cell, tuning seed) runs the experiment's own job with the cell's values
   (every method of the experiment under the same budget); its **score** is ``metric`` at the run's last
-  evaluation, averaged over the experiment's phases (cases); a run that diverged (or whose metric is not
+  evaluation (``at: final``) or its mean over the run's evaluations (``at: mean``, e.g. accuracy under an
+  online attack over the stream), averaged over the experiment's phases (cases); a run that diverged (or whose metric is not
   finite) scores worst (+inf for ``min``); the cell's score is ``statistic`` over seeds;
 - the **choice** is the best cell (ties: the first in grid order); a numeric parameter chosen at the
   smallest or largest value of a grid of at least two values is flagged ``edge``: the grid may not
@@ -52,6 +54,7 @@ from .config import ConfigError, method_spec
 #: parts of an experiment's section that do not change what a tuning run measures
 _NOT_IN_KEY = ("seeds", "claims", "device")
 STATISTICS = ("median", "mean")
+AT = ("final", "mean")
 MODES = ("min", "max")
 #: the sections whose ``params`` / a method's ``<section>_params`` override its own parameters
 PHASE_SECTIONS = ("optimization", "online")
@@ -106,16 +109,17 @@ def selection_key(exp_cfg: dict) -> str:
     return config_hash({k: v for k, v in exp_cfg.items() if k not in _NOT_IN_KEY})
 
 
-def run_score(rows: pd.DataFrame, metric: str, mode: str) -> float:
-    """The criterion's value of one run: ``metric`` at its last evaluation, mean over phases; the worst
-    value (``inf`` for ``min``, ``-inf`` for ``max``) when a phase diverged, or lacks a finite value."""
+def run_score(rows: pd.DataFrame, metric: str, mode: str, at: str = "final") -> float:
+    """The criterion's value of one run: ``metric`` at its last evaluation (``at="final"``) or its mean over
+    the evaluations (``"mean"``), mean over phases; the worst value (``inf`` for ``min``, ``-inf`` for
+    ``max``) when a phase diverged, or lacks a finite value."""
     worst = math.inf if mode == "min" else -math.inf
     values = []
     for _, grp in rows.groupby("phase", sort=True):
         sel = grp[grp["metric"] == metric].sort_values("step")
         if sel.empty or (grp["status"] == "diverged").any():
             return worst
-        last = float(sel["value"].iloc[-1])
+        last = float(sel["value"].iloc[-1]) if at == "final" else float(sel["value"].mean())
         if not math.isfinite(last):
             return worst
         values.append(last)
@@ -156,7 +160,7 @@ def select(exp_name: str, exp_cfg: dict, scores: dict[str, dict[str, dict[int, f
                           "all_diverged": not finite}
     return {"experiment": exp_name, "key": selection_key(exp_cfg),
             "criterion": {"metric": section["metric"], "mode": mode, "statistic": stat,
-                          "at": "last evaluation, mean over phases"},
+                          "at": section.get("at", "final")},
             "seeds": list(section["seeds"]), "budget": section.get("budget", {}), "methods": methods}
 
 
@@ -184,7 +188,7 @@ def check_tuning(name: str, exp_cfg: dict) -> None:
     tuned on a grid or fixed with a reason, grids of lists."""
     where = f"experiments.{name}.tuning"
     section = exp_cfg["tuning"]
-    for key, allowed in (("mode", MODES), ("statistic", STATISTICS)):
+    for key, allowed in (("mode", MODES), ("statistic", STATISTICS), ("at", AT)):
         if section.get(key, allowed[0]) not in allowed:
             raise ConfigError(f"{where}.{key}: must be one of {', '.join(allowed)}, got {section.get(key)!r}")
     seeds = section.get("seeds") or []
@@ -276,7 +280,7 @@ def selection_markdown(selection: dict, source: str) -> list[str]:
     """The selection as Markdown lines: per method its grid, scores, choice and edge flag."""
     crit = selection["criterion"]
     lines = [f"Selection `{source}`: {crit['statistic']} over tuning seeds {selection['seeds']} of "
-             f"{crit['metric']} ({crit['mode']}, {crit['at']}); tuning budget "
+             f"{crit['metric']} ({crit['mode']}; a run's value: {crit['at']}, mean over phases); tuning budget "
              f"{selection['budget'] or 'as the figure'}.", "",
              "| method | grid | scores (cell: score) | choice | flag |", "|---|---|---|---|---|"]
     for label, m in selection["methods"].items():
