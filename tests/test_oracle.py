@@ -5,6 +5,7 @@ import torch
 from conftest import rel
 
 from bilevel import BilevelProblem, Oracle
+from bilevel.oracle import HESSIAN_WEIGHT
 
 
 @pytest.fixture
@@ -72,6 +73,22 @@ def test_batched_values_one_call(quad_small):
     assert o.counts["g_value"] == 14
 
 
+@pytest.mark.parametrize("n", [1, 2, Oracle.direct_up_to])
+def test_small_values_take_the_direct_path_with_the_same_numbers_and_counts(quad_small, n):
+    """B <= ``direct_up_to`` points: direct calls, point after point; the values equal the vectorized ones up
+    to float rounding, for full data, a shared batch and per-point batches, and count B values."""
+    gen = torch.Generator().manual_seed(1)
+    xs = torch.randn(n, quad_small.dim_outer, generator=gen, dtype=torch.float64)
+    ys = torch.randn(n, quad_small.dim_inner, generator=gen, dtype=torch.float64)
+    for batch in (None, torch.randint(64, (5,), generator=gen), torch.randint(64, (n, 3), generator=gen)):
+        direct, vectorized = Oracle(quad_small), Oracle(quad_small)
+        vectorized.direct_up_to = 0
+        a, b = direct.values("g", xs, ys, batch), vectorized.values("g", xs, ys, batch)
+        assert a.shape == b.shape == (n,)
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+        assert direct.counts == vectorized.counts and direct.counts["g_value"] == n
+
+
 def test_counts_equal_hand_computed(explicit):
     prob, *_ = explicit
     o = Oracle(prob)
@@ -91,7 +108,7 @@ def test_counts_equal_hand_computed(explicit):
     o.hessian("f", x, y)                                 # f_hessian 1
     assert o.counts == {"f_value": 1, "f_grad": 1, "f_hvp": 0, "f_hessian": 1,
                         "g_value": 5, "g_grad": 3, "g_hvp": 9, "g_hessian": 0}
-    assert o.oracle_calls == 1 + 1 + 3 + 9 and o.function_evals == 6
+    assert o.oracle_calls == 1 + HESSIAN_WEIGHT * 1 + 3 + 9 and o.function_evals == 6  # a Hessian = HESSIAN_WEIGHT
 
 
 def test_sampling_and_bad_level(quad_small):

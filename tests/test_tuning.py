@@ -10,9 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bilevel.experiments import ConfigError, check_config
+from bilevel.experiments import ConfigError, check_config, tuning
 from bilevel.experiments import get as get_experiment
-from bilevel.experiments import tuning
 from bilevel.experiments.config import load_config
 from bilevel.experiments.pipeline import execute_job, execute_tuning_job, write_selection
 
@@ -31,6 +30,8 @@ def test_cells_are_the_full_factorial_in_key_order():
     assert [name for name, _ in got] == [f"c{i}" for i in range(6)]
     assert got[0][1] == {"a": 1, "b": 0.1} and got[2][1] == {"a": 1, "b": 0.3} and got[5][1] == {"a": 2, "b": 0.3}
     assert tuning.cells({}) == [("c0", {})]
+    tied = tuning.cells({"tune": {"beta+delta": [0.1, 0.2]}})
+    assert tied == [("c0", {"beta": 0.1, "delta": 0.1}), ("c1", {"beta": 0.2, "delta": 0.2})]
 
 
 def test_cell_values_win_over_the_phase_sections_shared_params():

@@ -209,3 +209,29 @@ def test_zmdsba_cross_matrix_estimates_the_cross_hessian(quad):
         state = method.init(oracle, x, y, seed=scale)
         draws = _draws(lambda m=method, s=state: m.estimates(oracle, s)["cross"].reshape(-1), 300)
         _assert_unbiased(draws, scale * exact.reshape(-1), f"ZMDSBA cross matrix (cross_scale={scale})")
+
+
+def test_zmdsba_inner_loop_is_the_point_set_layout_on_the_direct_path(quad):
+    """ZMDSBA's sequential inner loop (step 1) evaluates the same 2 points per step, in the same order, as
+    the PointSet layout it replaced: bitwise the same iterate and the same counts, on the direct path."""
+    method = bilevel.methods.make("zmdsba", inner_steps=6)
+
+    def reference(oracle, state):
+        y = state.y
+        for t in range(method.inner_steps):
+            w = method._dirs(state, 1, y.numel())
+            points = zo.PointSet(state.x, y)
+            xi = oracle.sample("g", 1, state.rng)
+            points.add("base", samples=xi, shape=(1,))
+            points.add("plus", dy=method.mu2 * w[:, None], samples=xi[:, None])
+            g = points.evaluate(oracle, "g")
+            y = y - method.inner_lr / (t + 1) ** 0.5 * zo.forward_difference(g["plus"], g["base"], method.mu2, w[:, None])
+        return y
+
+    x, y, _ = _point(quad, make_generator(12))
+    ours, theirs = Oracle(quad), Oracle(quad)
+    assert Oracle.direct_up_to >= 2  # a 2-point call skips vmap
+    got = method.inner_loop(ours, method.init(ours, x, y, 5))
+    want = reference(theirs, method.init(theirs, x, y, 5))
+    assert torch.equal(got, want)
+    assert ours.counts == theirs.counts and ours.counts["g_value"] == 2 * method.inner_steps

@@ -9,7 +9,8 @@ one carry the cumulative method time (also as the metric ``cumulative_time``), t
 its average, the round's term, the method's hypergradient tracking error ``‖d^x_t − ∇F_t(x_t)‖²``, the
 stream's own metrics (``stream.metrics``, at the iterate after round
 t's step: e.g. the accuracy under attack of the current perturbation) and the oracle counts of all rounds
-so far.
+so far, totalled as by :func:`bilevel.run` (:func:`bilevel.oracle.totals`: ``oracle_calls`` derivative
+calls, ``function_evals`` values).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 
 from .methods.online import OnlineMethod
-from .oracle import COUNT_KEYS, Oracle
+from .oracle import COUNT_KEYS, Oracle, totals
 from .problems.online import BilevelStream
 from .run import Clock, RunResult, warm_up
 
@@ -76,8 +77,7 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
         finite = bool(torch.isfinite(state.x).all() and torch.isfinite(state.y).all())
         if t % eval_every == 0 or t == rounds or not finite:
             counts = {k: retired[k] + sum(o.counts[k] for o in window) for k in COUNT_KEYS}
-            row = {"step": t, "time": elapsed, "cumulative_time": elapsed, **counts, "oracle_calls": sum(counts.values()),
-                   "function_evals": counts["f_value"] + counts["g_value"], "regret": regret,
+            row = {"step": t, "time": elapsed, "cumulative_time": elapsed, **counts, **totals(counts), "regret": regret,
                    "average_regret": regret / t, "regret_term": term}
             if exact is not None and state.hypergradient is not None:
                 row["hypergrad_tracking_error"] = float(torch.sum((state.hypergradient[1] - exact) ** 2))
@@ -93,5 +93,5 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
             break
     trace = pd.DataFrame(rows)
     trace.insert(0, "status", status)
-    totals = {k: retired[k] + sum(o.counts[k] for o in window) for k in COUNT_KEYS}
-    return RunResult(x=state.x, y=state.y, trace=trace, status=status, counts=totals, state=state)
+    counts = {k: retired[k] + sum(o.counts[k] for o in window) for k in COUNT_KEYS}
+    return RunResult(x=state.x, y=state.y, trace=trace, status=status, counts=counts, state=state)

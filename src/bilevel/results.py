@@ -11,7 +11,9 @@ Row schema (long/tidy, one row per evaluation point and metric)::
 ``method`` is the label the experiment gives a configuration (e.g. ``aid-cg``), ``method_name``
 the registry name (``aid``), ``params`` its hyper-parameters as canonical JSON, ``phase`` the part of
 an experiment a row belongs to (e.g. ``hypergradient`` or ``optimization``), ``time`` the timed
-seconds (method work only), ``status`` the run's final status (``completed`` or ``diverged``).
+seconds (method work only), ``status`` the run's final status (``completed`` or ``diverged``);
+``oracle_calls`` and ``function_evals`` are the totals of the per-kind counts defined once in
+:func:`bilevel.oracle.totals` (derivative calls, a full Hessian weighted ``HESSIAN_WEIGHT``; values).
 Every CSV has a JSON sidecar ``<name>.provenance.json``.
 """
 
@@ -29,9 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_path, canonical_json, config_hash  # re-exported: bilevel.results.atomic_path etc.
-from .oracle import COUNT_KEYS
+from .oracle import COUNT_KEYS, TOTAL_KEYS
 
-COUNT_COLUMNS = (*COUNT_KEYS, "oracle_calls", "function_evals")
+COUNT_COLUMNS = (*COUNT_KEYS, *TOTAL_KEYS)  # the totals as defined by bilevel.oracle.totals
 LABEL_COLUMNS = ("experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "params", "seed")
 OPTIONAL_LABELS = {"dataset": "", "stand_in": ""}
 ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value", "status")

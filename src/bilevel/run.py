@@ -24,7 +24,7 @@ import torch
 
 from .files import atomic_path
 from .methods.base import Method, State
-from .oracle import Oracle
+from .oracle import Oracle, totals
 from .problems.base import BilevelProblem, MinimaxProblem
 
 Metric = Callable[[BilevelProblem, torch.Tensor, torch.Tensor], float]
@@ -202,10 +202,11 @@ def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
-def _check_arguments(max_iters, max_oracle_calls, max_seconds, eval_every, target) -> None:
-    if max_iters is None and max_oracle_calls is None and max_seconds is None:
-        raise ValueError("run() needs a budget: max_iters, max_oracle_calls or max_seconds")
-    for name, value in (("max_iters", max_iters), ("max_oracle_calls", max_oracle_calls), ("max_seconds", max_seconds)):
+def _check_arguments(budgets: dict, eval_every, target) -> None:
+    """``budgets``: name -> value (None: unset) of the four stopping budgets."""
+    if all(value is None for value in budgets.values()):
+        raise ValueError(f"run() needs a budget: {', '.join(budgets)}")
+    for name, value in budgets.items():
         if value is not None and not value > 0:
             raise ValueError(f"run(): {name} must be > 0, got {value!r}")
     if target is not None and not (len(target) == 2 and target[1] > 0):
@@ -249,12 +250,13 @@ class _Loop:
         if err is not None:
             values["hypergrad_rel_error"] = err
         values.update(state.diagnostics)  # may be NaN by design (e.g. Neumann has no residual)
-        self.rows.append({"step": state.k, "time": self.elapsed, **oracle.snapshot(), "oracle_calls": oracle.oracle_calls,
-                          "function_evals": oracle.function_evals, **values})
+        counts = oracle.snapshot()
+        spent = totals(counts)
+        self.rows.append({"step": state.k, "time": self.elapsed, **counts, **spent, **values})
         if self.say:
             shown = " ".join(f"{k}={values[k]:.3e}" for k in _PROGRESS_METRICS if k in values)
             self.say(f"[{method.name}] step {state.k} time {self.elapsed:.2f}s "
-                     f"calls {oracle.oracle_calls + oracle.function_evals} {shown}")
+                     f"calls {spent['oracle_calls']} values {spent['function_evals']} {shown}")
         return finite
 
     def restore(self, state: State, resume: dict, path: Path) -> None:
@@ -269,16 +271,15 @@ class _Loop:
         if self.say:
             self.say(f"[{self.method.name}] resumed from {path} at step {state.k} ({self.elapsed:.2f}s timed)")
 
-    def spent(self, state: State, max_iters, max_oracle_calls, max_seconds, target, threshold) -> bool:
-        """Whether a budget (or the target) stops the run before the next step."""
+    def spent(self, state: State, budgets: dict, target, threshold) -> bool:
+        """Whether a budget (or the target) stops the run before the next step: ``max_oracle_calls`` on
+        the oracle's ``oracle_calls``, ``max_function_evals`` on its ``function_evals`` (one accounting,
+        :func:`bilevel.oracle.totals`)."""
         if threshold is not None and self.rows[-1].get(target[0], math.inf) <= threshold:
             return True
-        if max_iters is not None and state.k >= max_iters:
-            return True
-        calls = self.oracle.oracle_calls + self.oracle.function_evals
-        if max_oracle_calls is not None and calls >= max_oracle_calls:
-            return True
-        return max_seconds is not None and self.elapsed >= max_seconds
+        used = {"max_iters": state.k, "max_seconds": self.elapsed,
+                **{f"max_{name}": value for name, value in self.oracle.totals().items()}}
+        return any(limit is not None and used[name] >= limit for name, limit in budgets.items())
 
     def result(self, state: State, status: str) -> RunResult:
         trace = pd.DataFrame(self.rows)
@@ -312,6 +313,7 @@ def run(
     *,
     max_iters: int | None = None,
     max_oracle_calls: int | None = None,
+    max_function_evals: int | None = None,
     max_seconds: float | None = None,
     eval_every: int = 1,
     seed: int = 0,
@@ -322,15 +324,19 @@ def run(
 ) -> RunResult:
     """Run ``method`` on ``problem`` until a budget is spent.
 
-    Budgets (at least one): ``max_iters`` outer iterations, ``max_oracle_calls`` oracle calls of
-    every kind (values + gradients + second-order products + Hessians; checked after each step, so
-    the last step may overshoot), ``max_seconds`` of timed method work. Metrics are evaluated at
-    step 0, every ``eval_every`` steps and at the last step. ``progress`` prints a line per
+    Budgets (at least one), in the units of the trace's columns (:func:`bilevel.oracle.totals`):
+    ``max_iters`` outer iterations, ``max_oracle_calls`` derivative oracle calls (gradients +
+    second-order products + ``HESSIAN_WEIGHT`` per full Hessian: the ``oracle_calls`` column),
+    ``max_function_evals`` function values (``function_evals``), ``max_seconds`` of timed method work.
+    Budgets are checked after each step, so the last step may overshoot by at most its own cost.
+    Metrics are evaluated at step 0, every ``eval_every`` steps and at the last step. ``progress`` prints a line per
     evaluation (``True`` = stderr, or a callable taking the line). ``target = (metric, fraction)``
     also stops the run (status ``completed``) at the first evaluation where ``metric`` is at most
     ``fraction`` times its value at step 0 (e.g. evaluations to a relative tolerance).
     """
-    _check_arguments(max_iters, max_oracle_calls, max_seconds, eval_every, target)
+    limits = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_function_evals": max_function_evals,
+              "max_seconds": max_seconds}
+    _check_arguments(limits, eval_every, target)
     if method.problem_kind == "online":
         raise TypeError(f"{method.name} is an online method: run it on a stream with bilevel.online.run_online")
     if isinstance(problem, MinimaxProblem):
@@ -342,6 +348,8 @@ def run(
     loop = _Loop(method, problem, metrics, say)
     budgets = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_seconds": max_seconds,
                "eval_every": eval_every, "target": target}
+    if max_function_evals is not None:  # only when set: the checkpoint keys of earlier runs stay valid
+        budgets["max_function_evals"] = max_function_evals
     ckpt_path, key, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
     if problem.resample is not None:
         problem.resample(0)
@@ -353,7 +361,7 @@ def run(
     last_eval = loop.rows[-1]["step"]
     threshold = _target_threshold(target, loop.rows, metrics)
     status = "completed"
-    while not loop.spent(state, max_iters, max_oracle_calls, max_seconds, target, threshold):
+    while not loop.spent(state, limits, target, threshold):
         if problem.resample is not None:
             problem.resample(state.k)
         state = loop.timed(method.step, loop.oracle, state)

@@ -111,7 +111,8 @@ def evaluate_points(oracle: Oracle, level: str, xs: torch.Tensor, ys: torch.Tens
                     mode: str = "batched", groups: torch.Tensor | None = None) -> torch.Tensor:
     """Values of ``level`` at the N points ``(xs[k], ys[k])``, point k on sample ``samples[k]`` (None: full data).
 
-    ``mode="batched"``: ONE vectorized oracle call for all N points (the ZOBA way). The two
+    ``mode="batched"``: ONE vectorized oracle call for all N points (the ZOBA way; a handful of points,
+    N <= ``Oracle.direct_up_to``, is evaluated by direct calls, the same points in the same order). The two
     reference implementations of a sequential code path, for benchmarks: ``"per-point"`` is a Python
     loop of N single evaluations; ``"per-direction"`` loops over the distinct ``groups`` ids (one
     direction index each) and evaluates that group's points in one call. Counts N values in every mode.

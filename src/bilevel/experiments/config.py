@@ -198,7 +198,7 @@ def check_experiment(name: str, exp_cfg: dict, experiment, phases=("optimization
     budgets = [((phase,), exp_cfg.get(phase, {})) for phase in phases] + \
         [(("methods", label, "budget"), entry.get("budget", {})) for label, entry in exp_cfg["methods"].items()]
     for where, section in budgets:
-        for budget in ("max_iters", "max_oracle_calls", "max_seconds", "eval_every"):
+        for budget in ("max_iters", "max_oracle_calls", "max_function_evals", "max_seconds", "eval_every"):
             if budget in section and not section[budget] > 0:
                 raise ConfigError(f"{_key('experiments', name, *where, budget)}: must be > 0, got {section[budget]!r}")
     seeds = exp_cfg.get("seeds", [])

@@ -107,7 +107,8 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
     checkpoint = None if checkpoint_dir is None else \
         Checkpoint(f"{checkpoint_dir}/{phase}.pt", int(section.get("checkpoint_every", 50)))
     result = run(method, problem, max_iters=section.get("max_iters"), max_oracle_calls=section.get("max_oracle_calls"),
-                 max_seconds=section.get("max_seconds"), eval_every=section.get("eval_every", 1), seed=seed,
+                 max_function_evals=section.get("max_function_evals"), max_seconds=section.get("max_seconds"),
+                 eval_every=section.get("eval_every", 1), seed=seed,
                  progress=progress, target=None if target is None else (target["metric"], target["fraction"]),
                  checkpoint=checkpoint)
     return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))

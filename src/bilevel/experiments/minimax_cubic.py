@@ -9,11 +9,14 @@ job runs one method from both points (phases ``init1``, ``init2``).
 - ``fsba_fig6a_period``: LMCN with Hessian refresh period m ∈ {1, 5, 10, 50, 100}.
 
 Oracle calls (open choice F-3, ``specs/fsba.md`` §11), both conventions labelled: (i) the plotted
-default, gradients + Hessian-vector products + 2 per Hessian evaluation, i.e. MCN's K + 3 per
+default, the package's ``oracle_calls`` column (:func:`bilevel.oracle.totals`: gradients +
+Hessian-vector products + ``HESSIAN_WEIGHT`` per Hessian evaluation), i.e. MCN's K + 3 per
 iteration read as K inner gradients + 1 gradient + 2 for the second-order information, the 2 counted
-only at refresh iterations for lazy methods, GDA 2 per iteration; (ii) the alternative, a Hessian
-counted as d gradient-equivalents (d = dim x + dim y), drawn in Figure 6(a)'s panels (c), (d) and
-reported beside every claim. Claims are judged on (i). All counts are measured by the oracle.
+only at refresh iterations for lazy methods, GDA 2 per iteration; the budget ``max_oracle_calls`` is
+in this unit, so every method stops within one step of it; (ii) the alternative, a Hessian counted as
+d gradient-equivalents (d = dim x + dim y), computed from the per-kind counts, drawn in Figure 6(a)'s
+panels (c), (d) and reported beside every claim. Claims are judged on (i). All counts are measured by
+the oracle.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import problems
+from ..oracle import HESSIAN_WEIGHT, derivative_calls
 from ..plotting.panels import Panel
 from .base import Claim, Experiment, Verdict, diverged, final_value, first_reaching, method_param, methods_of
 from .jobs import optimization_run
@@ -29,8 +33,8 @@ PAPER = "Yang, Liu, Chen & Lui, Second-Order Bilevel Optimization with Accelerat
 INITS = (1, 2)
 PHASES = [f"init{i}" for i in INITS]
 METRICS = ("value_gap", "hypergrad_norm2", "hypergrad_rel_error", "inner_distance")
-CALLS = "oracle_calls_weighted"
-CALLS_LABEL = "oracle calls (grad + 2 per Hessian)"
+CALLS = "oracle_calls"  # the trace's own column (bilevel.oracle.totals)
+CALLS_LABEL = f"oracle calls (grad + HVP + {HESSIAN_WEIGHT} per Hessian)"
 CALLS_D = "oracle_calls_hessian_d"
 CALLS_D_LABEL = "oracle calls (Hessian = d gradients)"
 
@@ -42,13 +46,9 @@ def problem_dimension(exp_cfg: dict) -> int:
 
 
 def with_weighted_calls(agg: pd.DataFrame, dim: int = 5) -> pd.DataFrame:
-    """Add both F-3 oracle-call axes: gradients + HVPs + 2 × Hessians, and + ``dim`` × Hessians."""
-    agg = agg.copy()
-    first_order = agg["f_grad"] + agg["g_grad"] + agg["f_hvp"] + agg["g_hvp"]
-    hessians = agg["f_hessian"] + agg["g_hessian"]
-    agg[CALLS] = first_order + 2 * hessians
-    agg[CALLS_D] = first_order + dim * hessians
-    return agg
+    """The aggregate with the alternative F-3 axis added: gradients + HVPs + ``dim`` × Hessians, from the
+    per-kind counts (the default axis (i) is the ``oracle_calls`` column itself)."""
+    return agg.assign(**{CALLS_D: derivative_calls(agg, hessian_weight=dim)})
 
 
 def run_job(name: str, exp_cfg: dict, label: str, seed: int, device: str = "cpu", progress=False) -> pd.DataFrame:
@@ -79,7 +79,8 @@ def _plot(title: str, with_gradient: bool):
         dim = problem_dimension(exp_cfg)
         fig = metric_panels(with_weighted_calls(agg, dim), _panels(with_gradient), title,
                             methods=list(exp_cfg["methods"]),
-                            note=f"minimax_w({params}); oracle calls (specs F-3, our choice): gradients + 2 per Hessian"
+                            note=f"minimax_w({params}); oracle calls (specs F-3, our choice): gradients + HVPs + "
+                                 f"{HESSIAN_WEIGHT} per Hessian"
                                  + ("" if with_gradient else f"; panels (c), (d): a Hessian = d = {dim} gradients"))
         save_figure(fig, outputs)
     return plot
@@ -109,7 +110,7 @@ def _fewer_calls(agg, exp_cfg, challengers: list[str], references: list[str]) ->
         alternative = _calls(agg, exp_cfg, challengers + references, f"init{i}", x=CALLS_D)
         parts.append(f"init {i}: {_show(calls)} (Hessian = d gradients: {_show(alternative)})")
     tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
-    return Verdict(holds, f"oracle calls (grad + 2 per Hessian) to P(x) − P* <= {tol:g}: " + "; ".join(parts))
+    return Verdict(holds, f"{CALLS_LABEL} to P(x) − P* <= {tol:g}: " + "; ".join(parts))
 
 
 def _lmcn_fewer_calls(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
@@ -140,12 +141,46 @@ def _lmcn_reaches_optimum(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 
 def _period_helps(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    periods = {lab: int(method_param(exp_cfg, lab, "period")) for lab in methods_of(exp_cfg, "lmcn", "mcn")}
-    base = [lab for lab, m in periods.items() if m == 1]
+    """Each lazy period m > 1 of the configuration against the reference m = 1 (LMCN's exact solver).
+
+    Reading of the statement: the paper says, without a range of m, that lazy reuse of the second-order
+    information improves the computational complexity ([paper], ``specs/fsba.md`` §1); Figure 6(a) is
+    its ablation over m, so the statement is about every lazy period the figure shows. A setting
+    "holds" when it reaches the tolerance with fewer oracle calls (i) than m = 1 from BOTH initial
+    points (a reference that never reaches it counts as infinitely many calls; a setting that never
+    reaches it does not hold); the claim holds only when every setting does. The verdict lists each m
+    (theory, §5: the gain is expected up to m ≈ d and lost beyond, so a "no" at large m is a finding,
+    reported as such), with the calls on axis (ii) beside.
+    """
+    periods = {lab: int(method_param(exp_cfg, lab, "period")) for lab in methods_of(exp_cfg, "lmcn")}
+    base = [lab for lab, m in periods.items() if m == 1][:1]
     lazy = [lab for lab, m in periods.items() if m > 1]
     if not base or not lazy:
-        return Verdict(None, "needs a period-1 and a period > 1 configuration")
-    return _fewer_calls(agg, exp_cfg, lazy, base)
+        return Verdict(None, "needs an LMCN configuration with period 1 and one with period > 1")
+    labels = base + lazy
+    if all(final_value(agg, lab, "value_gap", phase) is None for lab in labels for phase in PHASES):
+        return Verdict(None, "no finite P(x) − P* recorded")
+    calls = {i: _calls(agg, exp_cfg, labels, f"init{i}") for i in INITS}
+    alternative = {i: _calls(agg, exp_cfg, labels, f"init{i}", x=CALLS_D) for i in INITS}
+
+    def fewer(lab: str, i: int) -> bool:
+        mine, ref = calls[i][lab], calls[i][base[0]]
+        return mine is not None and (ref is None or mine < ref)
+
+    def number(value: float | None) -> str:
+        return "not reached" if value is None else f"{value:.0f}"
+
+    def shown(table: dict, lab: str) -> str:
+        return ", ".join(f"init {i}: {number(table[i][lab])}" for i in INITS)
+
+    settings = {lab: all(fewer(lab, i) for i in INITS) for lab in lazy}
+    parts = [f"m={periods[lab]}{'' if lab == f'm{periods[lab]}' else f' ({lab})'}: {'yes' if ok else 'no'} ("
+             + ", ".join(f"init {i}: {number(calls[i][lab])} vs {number(calls[i][base[0]])}" for i in INITS) + ")"
+             for lab, ok in settings.items()]
+    tol = exp_cfg.get("claims", {}).get("tolerance", 1e-8)
+    return Verdict(all(settings.values()),
+                   "; ".join(parts) + f" — {CALLS_LABEL} to P(x) − P* <= {tol:g}, each m against m=1; "
+                   "Hessian = d gradients: " + "; ".join(f"m={periods[lab]}: {shown(alternative, lab)}" for lab in labels))
 
 
 _SOURCE = "FSBA paper (arXiv 2605.06431), abstract [paper]; figure setup specs/fsba.md §8, §10, F-1/F-3 [inferred]"
@@ -170,7 +205,8 @@ FIGURE6A = Experiment(
     plot=_plot("FSBA Fig. 6(a): ablation of the Hessian update period m", False),
     claims=(
         Claim("fsba_fig6a_period/lazy-fewer-calls",
-              "a period m > 1 reaches the tolerance with fewer oracle calls than m = 1 (from both initial points)",
+              "every period m > 1 of the ablation reaches the tolerance with fewer oracle calls than m = 1 "
+              "(from both initial points; the verdict gives each m)",
               "FSBA paper: lazy reuse improves the computational complexity [paper]; setup F-8 [inferred]",
               _period_helps),
     ),

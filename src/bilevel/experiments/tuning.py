@@ -16,6 +16,7 @@ seeds -- made a reproducible, inspectable file):
         statistic: median             # over tuning seeds: median or mean
         at: final                     # the run's value: final (last evaluation) or mean (over its evaluations)
         budget: {max_iters: 30}       # optional: replaces keys of the optimization / online section
+        problem: {eval_split: val}    # optional: problem parameters of the tuning runs (select on validation)
 
 - one tuning job per (method, cell, tuning seed) runs the experiment's own job with the cell's values
   (every method of the experiment under the same budget); its **score** is ``metric`` at the run's last
@@ -48,8 +49,9 @@ import numpy as np
 import pandas as pd
 
 from .. import methods as method_registry
+from .. import problems as problem_registry
 from ..files import config_hash
-from .config import ConfigError, method_spec
+from .config import ConfigError, _check_factory_params, method_spec
 
 #: parts of an experiment's section that do not change what a tuning run measures
 _NOT_IN_KEY = ("seeds", "claims", "device")
@@ -66,11 +68,16 @@ def tuned(exp_cfg: dict) -> bool:
 
 
 def cells(entry: dict) -> list[tuple[str, dict]]:
-    """``(name, overrides)`` of a method entry's ``tune`` grid (full factorial in the keys' order); a
-    method without a grid has the single cell ``c0`` of no overrides."""
+    """``(name, overrides)`` of a method entry's ``tune`` grid (full factorial in the keys' order; a key
+    ``"beta+delta"`` sets both parameters to each of its values); a method without a grid has the single
+    cell ``c0`` of no overrides."""
     grid = entry.get("tune") or {}
     names = list(grid)
-    return [(f"c{i}", dict(zip(names, values, strict=True)))
+
+    def overrides(values) -> dict:
+        return {param: value for name, value in zip(names, values, strict=True) for param in name.split("+")}
+
+    return [(f"c{i}", overrides(values))
             for i, values in enumerate(itertools.product(*(grid[n] for n in names)))] or [("c0", {})]
 
 
@@ -90,7 +97,8 @@ def with_params(exp_cfg: dict, label: str, overrides: dict) -> dict:
 
 def tuning_config(exp_cfg: dict, label: str, cell: str) -> dict:
     """The experiment as one tuning job of (method ``label``, grid ``cell``) runs it: the cell's values,
-    the tuning seeds, and the tuning budget over the optimization / online section."""
+    the tuning seeds, the tuning budget over the optimization / online section, and the tuning problem
+    parameters (e.g. held-out accuracy on validation classes instead of the test classes)."""
     overrides = dict(cells(exp_cfg["methods"][label]))
     if cell not in overrides:
         raise KeyError(f"experiments: method {label!r} has no grid cell {cell!r}; cells: {', '.join(overrides)}")
@@ -100,6 +108,8 @@ def tuning_config(exp_cfg: dict, label: str, cell: str) -> dict:
     for phase in PHASE_SECTIONS:
         if phase in out:
             out[phase] = {**out[phase], **section.get("budget", {})}
+    if section.get("problem"):
+        out["problem"] = {**out["problem"], "params": {**out["problem"].get("params", {}), **section["problem"]}}
     return out
 
 
@@ -131,7 +141,8 @@ def _edges(entry: dict, choice: dict) -> list[str]:
     out = []
     for name, values in (entry.get("tune") or {}).items():
         numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(numeric) >= 2 and len(numeric) == len(values) and choice[name] in (min(numeric), max(numeric)):
+        chosen = choice[name.split("+")[0]]
+        if len(numeric) >= 2 and len(numeric) == len(values) and chosen in (min(numeric), max(numeric)):
             out.append(name)
     return out
 
@@ -161,7 +172,8 @@ def select(exp_name: str, exp_cfg: dict, scores: dict[str, dict[str, dict[int, f
     return {"experiment": exp_name, "key": selection_key(exp_cfg),
             "criterion": {"metric": section["metric"], "mode": mode, "statistic": stat,
                           "at": section.get("at", "final")},
-            "seeds": list(section["seeds"]), "budget": section.get("budget", {}), "methods": methods}
+            "seeds": list(section["seeds"]), "budget": section.get("budget", {}),
+            "problem": section.get("problem", {}), "methods": methods}
 
 
 def apply(exp_cfg: dict, selection: dict | None) -> dict:
@@ -198,6 +210,9 @@ def check_tuning(name: str, exp_cfg: dict) -> None:
     if shared:
         raise ConfigError(f"{where}.seeds: {shared} are also figure seeds (experiments.{name}.seeds); tuning "
                           "seeds must be held out")
+    if section.get("problem"):
+        _check_factory_params(problem_registry.get_factory(exp_cfg["problem"]["name"]), section["problem"],
+                              f"{where}.problem")
     if not section.get("metric"):
         raise ConfigError(f"{where}.metric: required (the metric the selection minimizes or maximizes)")
     for label, entry in exp_cfg["methods"].items():

@@ -12,7 +12,9 @@ second-order products.
 
 Choices (parameters; defaults mirror benchopt, the configuration used for quadratics, P-1):
 ``directions`` = ``"gaussian"`` (unbiased) or ``"unit_per_tensor"`` (the authors' law; for a flat x one
-unit vector, which scales the Jacobian term by 1/d unless ``dimension_rescale``), ``warm_start`` =
+unit vector u, ``E[u uᵀ] = I/d``, which scales the Jacobian term by 1/d; ``dimension_rescale``
+multiplies that term, not the direction, by d, §3.2: the perturbed paths still start at ``x + μ u`` and
+``E[d · u ⟨J u, a⟩] = Jᵀa``), ``warm_start`` =
 True (start from the previous main-path output) or False (the problem's y0 at every step),
 ``perturbed_start`` = ``"same_start"`` or ``"main_path_end"`` (the aliasing quirk of the authors'
 meta-learning script, §3.3), ``outer_optimizer`` = ``"sgd"`` (x ← x − outer_lr ĝ) or ``"adam"``
@@ -55,12 +57,16 @@ class PZOBO(HypergradientMethod):
     path_layout: str = "vectorized"
 
     def draw(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Q directions (Q, d) of the chosen law."""
+        """Q directions (Q, d) of the chosen law (``unit_per_tensor``: unit vectors, never rescaled)."""
         d, q = x.numel(), self.n_directions
         if self.directions == "unit_per_tensor":
-            u = directions("sphere", (q,), d, gen, x.dtype, x.device) / math.sqrt(d)
-            return u * d if self.dimension_rescale else u
+            return directions("sphere", (q,), d, gen, x.dtype, x.device) / math.sqrt(d)
         return directions(self.directions, (1, q), d, gen, x.dtype, x.device)[0]
+
+    def jacobian_scale(self, x: torch.Tensor) -> float:
+        """Factor of the Jacobian term: d_T = d for unit directions with ``dimension_rescale`` (§3.2: the
+        block's ``E[u uᵀ] = I/d_T`` undone), else 1 (Gaussian and coordinate laws have ``E[u uᵀ] = I``)."""
+        return float(x.numel()) if self.directions == "unit_per_tensor" and self.dimension_rescale else 1.0
 
     def paths(self, oracle, xs: torch.Tensor, y_start: torch.Tensor, batches: list) -> torch.Tensor:
         """N gradient steps from ``y_start`` at each row of ``xs``: all rows in one vectorized call per step
@@ -90,5 +96,6 @@ class PZOBO(HypergradientMethod):
             y_main = self.paths(oracle, x[None], y_init, batches)[0]
             y_pert = self.paths(oracle, perturbed_x, y_main, batches)
         grad_x_f, grad_y_f = oracle.grad("f", x, y_main, oracle.sample("f", self.batch_size, state.rng))
-        return grad_x_f + response_jacobian_product(y_pert, y_main, self.mu, u, grad_y_f), y_main
+        jacobian_term = response_jacobian_product(y_pert, y_main, self.mu, u, grad_y_f)  # §3 step 4
+        return grad_x_f + self.jacobian_scale(x) * jacobian_term, y_main
 

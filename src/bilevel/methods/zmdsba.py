@@ -17,7 +17,9 @@ when p = d; we use ``Ĉᵀ v``, ``v ∈ R^p``), divides the cross difference by 
 reproduces that 2× bias; default 1 = unbiased) and re-initialises v to zero at every call
 (``v_reinit=True``; default False warm-starts v). η₂ is not available to us; default η₂ = μ₂ = 1e-3
 (our choice). The inner loop is sequential by construction (each step needs the previous iterate):
-``inner_steps`` small oracle calls, then one vectorized call per level for all outer estimates.
+``inner_steps`` small oracle calls of 2 points each, which ``Oracle.values`` evaluates by direct calls
+(``Oracle.direct_up_to``: no vectorization set-up per step), then one vectorized call per level for all
+outer estimates.
 Evaluations per outer iteration: g ``2 t_k + 3 s_k + 3 b_k``, f ``3 s_k``.
 """
 
@@ -27,7 +29,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..components.zeroth_order import EVALUATION_MODES, PointSet, directions, forward_difference, second_difference
+from ..components.zeroth_order import (
+    EVALUATION_MODES,
+    PointSet,
+    directions,
+    evaluate_points,
+    forward_difference,
+    second_difference,
+)
 from .base import Method, State, make_generator
 from .registry import register
 from .zoba import DIRECTION_STREAM
@@ -69,15 +78,19 @@ class ZMDSBA(Method):
         return directions("gaussian", (count,), dim, state.aux["direction_rng"], y.dtype, y.device)
 
     def inner_loop(self, oracle, state: State) -> torch.Tensor:
-        y = state.y
+        """Step 1: ``y ← y − β_t (g(y + μ₂w; ξ) − g(y; ξ))/μ₂ · w``, one sample and one direction per step.
+
+        The two points of a step (base, then perturbed; direction ids −1, 0 for the ``per-direction``
+        layout) go to the oracle as they are, without a :class:`PointSet`: a 2-point call is evaluated
+        directly (``Oracle.direct_up_to``), so the loop costs about its 2 ``inner_steps`` values."""
+        x, y = state.x, state.y
+        xs, groups = x.expand(2, -1), torch.tensor([-1, 0], device=y.device)
         for t in range(self.inner_steps):
-            w = self._dirs(state, 1, y.numel())
-            points = PointSet(state.x, y)
+            w = self._dirs(state, 1, y.numel())[0]
             xi = oracle.sample("g", 1, state.rng)
-            points.add("base", samples=xi, shape=(1,))
-            points.add("plus", dy=self.mu2 * w[:, None], samples=None if xi is None else xi[:, None])
-            g = points.evaluate(oracle, "g", self.evaluation)
-            y = y - self.inner_lr / (t + 1) ** 0.5 * forward_difference(g["plus"], g["base"], self.mu2, w[:, None])
+            g = evaluate_points(oracle, "g", xs, torch.stack([y, y + self.mu2 * w]),
+                                None if xi is None else xi.expand(2), self.evaluation, groups)
+            y = y - self.inner_lr / (t + 1) ** 0.5 * ((g[1] - g[0]) / self.mu2 * w)  # forward difference, 1 direction
         return y
 
     def estimates(self, oracle, state: State) -> dict[str, torch.Tensor]:
