@@ -168,6 +168,7 @@ def test_fsba_cleans_breast_cancer(cleaning):
     first, last = result.trace.iloc[0], result.trace.iloc[-1]
     assert result.status == "completed"
     assert last["hyperobjective"] < 0.5 * first["hyperobjective"]
+    assert last["validation_loss"] == last["hyperobjective"]  # the common model is the closed form's y*(x)
     assert last["corrupted_in_lowest"] > 0.9
     assert last["test_accuracy"] > last["unweighted_test_accuracy"]
 

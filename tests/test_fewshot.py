@@ -164,6 +164,20 @@ def test_few_shot_problem_levels_and_feature_cache():
     assert abs(float(prob.f(x, torch.zeros_like(y))) - math.log(5.0)) < 1e-12
 
 
+def test_held_out_metrics_judge_the_backbone_and_the_meta_batch_one_is_a_diagnostic_of_the_heads():
+    """test_accuracy / test_loss fit their own heads (a function of x alone); the meta-batch accuracy reads the
+    method's heads y and is named as the iterate's diagnostic."""
+    prob = _problem()
+    prob.resample(0)
+    metrics = prob.info["metrics"]
+    assert "meta_train_accuracy" not in metrics
+    x = prob.x0 + 0.01 * torch.randn(prob.x0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.randn(prob.y0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    at_zero = [metrics[k](prob, x, torch.zeros_like(prob.y0)) for k in ("test_accuracy", "test_loss")]
+    assert [metrics[k](prob, x.clone(), y) for k in ("test_accuracy", "test_loss")] == at_zero  # recomputed, same
+    assert metrics["iterate_meta_train_accuracy"](prob, x, torch.zeros_like(prob.y0)) == pytest.approx(1 / 5)  # ties: class 0
+
+
 def test_itd_split_reverse_equals_joint_and_cross_sum_equals_products():
     prob = _problem()
     prob.resample(0)

@@ -201,7 +201,7 @@ FIGURE1 = Experiment(
 
 FIGURE6A = Experiment(
     name="fsba_fig6a_period", title="FSBA paper, Figure 6(a): Hessian update period m of LMCN",
-    paper=PAPER, run_job=run_job, metrics=METRICS, job_phases=lambda exp_cfg: list(PHASES),
+    paper=PAPER, run_job=run_job, metrics=METRICS, job_phases=lambda exp_cfg: list(PHASES), comparative=False,
     plot=_plot("FSBA Fig. 6(a): ablation of the Hessian update period m", False),
     claims=(
         Claim("fsba_fig6a_period/lazy-fewer-calls",

@@ -19,11 +19,13 @@ Backbone features of the current meta-batch are memoised for a backbone that is 
 differentiated (the inner loops of every method then cost only the heads, as in the reference codes,
 which compute the features once per task); anything differentiated through ``x`` recomputes them.
 
-Metrics (outside the timed region): ``test_accuracy`` / ``test_loss`` = mean over ``eval_tasks`` fixed
-held-out tasks of the query accuracy / loss of a head fitted to the support set from zero by
-``eval_steps`` Nesterov steps of size 1/L (L = ½ mean‖φ̃‖² + reg bounds the head Hessian), the same
-for every method; ``meta_train_accuracy``: query accuracy of the method's current heads on its
-meta-batch. Chance is 1/N.
+Metrics (outside the timed region). Of the backbone x, judged at heads fitted by one fixed procedure,
+the same for every method (:func:`fit_heads`: from zero, ``eval_steps`` Nesterov steps of size 1/L on the
+support set's ``CE + ½ reg ‖W‖²``, L = ½ mean‖φ̃‖² + reg bounds the head Hessian): ``test_accuracy`` /
+``test_loss`` = mean over ``eval_tasks`` fixed held-out tasks of the query accuracy / loss. Diagnostic
+of the method's own heads y (for F2BA and the FSBA family partly fit on the query sets, as they minimise
+f + λg): ``iterate_meta_train_accuracy``, the query accuracy of those heads on the current meta-batch.
+Chance is 1/N.
 
 Class splits: datasets with ``train`` / ``val`` / ``test`` splits (FC100, miniImageNet) use them;
 otherwise (Omniglot, its stand-ins) all classes are pooled and split by ``class_fractions`` with
@@ -288,8 +290,8 @@ def _evaluator(net, sampler: dict, feat: int, n_way: int, k_shot: int, n_query: 
 
 def _metrics(evaluation, batch: _MetaBatch, heads) -> dict:
     """``test_accuracy`` / ``test_loss`` (one held-out evaluation per backbone, shared by both: the memo holds
-    the backbone itself, as a storage address alone could be reused by the next iterate) and
-    ``meta_train_accuracy``."""
+    the backbone itself, as a storage address alone could be reused by the next iterate) and the diagnostic
+    ``iterate_meta_train_accuracy`` (the method's heads y on the meta-batch's query sets)."""
     memo: dict = {}
 
     def test_metric(index: int):
@@ -299,12 +301,12 @@ def _metrics(evaluation, batch: _MetaBatch, heads) -> dict:
             return memo["value"][index]
         return metric
 
-    def train_accuracy(p, x, y):
+    def iterate_accuracy(p, x, y):
         with torch.no_grad():
             logits = _logits(batch.features(x, "query"), heads(y))
             return float((logits.argmax(-1) == batch.current["query_y"]).float().mean())
 
-    return {"test_accuracy": test_metric(0), "test_loss": test_metric(1), "meta_train_accuracy": train_accuracy}
+    return {"test_accuracy": test_metric(0), "test_loss": test_metric(1), "iterate_meta_train_accuracy": iterate_accuracy}
 
 
 @register("few_shot")

@@ -137,3 +137,26 @@ class LinearModel:
         z = self.scores(features, y)
         predicted = (z > 0).long() if self.outputs == 1 else z.argmax(1)
         return float((predicted == classes).double().mean())
+
+
+def model_metrics(model: LinearModel, test: tuple[torch.Tensor, torch.Tensor], f, common) -> dict:
+    """Metrics of the upper-level decision x, judged at the common model ``y_c(x) = common(x)`` (the fixed
+    lower-level solver of :func:`~bilevel.problems.implicit.common_model`, training data only):
+    ``validation_loss`` = f(x, y_c(x)) (the estimate of Ψ(x)), ``test_loss`` / ``test_accuracy`` on
+    ``test = (features, classes)``, and ``model_grad_norm`` = ‖∇_y g(x, y_c(x))‖ (the solver's residual).
+    Diagnostics of the method's own inner iterate y (for penalty methods partly fit on the validation
+    set): ``iterate_test_loss`` / ``iterate_test_accuracy`` (``upper_objective`` = f(x, y) comes from
+    :func:`bilevel.run.default_metrics`)."""
+    a, b = test
+
+    def test_loss(y):
+        return float(torch.mean(model.losses(a, b, y)))
+
+    return {
+        "validation_loss": lambda p, x, y: float(f(x, common(x))),
+        "test_loss": lambda p, x, y: test_loss(common(x)),
+        "test_accuracy": lambda p, x, y: model.accuracy(a, b, common(x)),
+        "model_grad_norm": lambda p, x, y: float(common.stats(x)["grad_norm"]),
+        "iterate_test_loss": lambda p, x, y: test_loss(y),
+        "iterate_test_accuracy": lambda p, x, y: model.accuracy(a, b, y),
+    }
