@@ -101,13 +101,40 @@ def test_attack_stream_stages_switch_classes_and_pools_are_disjoint(attack_strea
         # at y = 0 every attacked image is classified correctly: accuracy 1, margins >= 0
         assert stream.metrics["accuracy_under_attack"](t, stream.x0, y) == 1.0
         assert float(Oracle(problem).value("f", stream.x0, y)) >= 0
-    # g = margin loss + ½ Σ e^x y²: the regulariser's gradient in x is ½ e^x y²
+    # g = margin loss + ½ Σ e^x δ², δ = ε tanh(y/ε) the applied perturbation: its gradient in x is ½ e^x δ²
     problem = stream.round(2, gen)
+    eps = stream.info["epsilon"]
+    assert eps == 0.5  # the default budget (A-6: Y = [-5, 5] on pixels normalised to Y)
     x = torch.linspace(-1, 1, 49, dtype=torch.float64)
     y = 0.1 * torch.ones(49, dtype=torch.float64)
-    assert torch.allclose(Oracle(problem).grad_x("g", x, y), 0.5 * torch.exp(x) * y * y, atol=1e-12)
-    assert stream.metrics["perturbation_linf"](1, x, y) == pytest.approx(0.1)
-    assert stream.metrics["perturbation_l2"](1, x, y) == pytest.approx(0.1 * 28)  # 784 pixels of 0.1
+    delta = eps * math.tanh(0.1 / eps)
+    assert torch.allclose(Oracle(problem).grad_x("g", x, y), 0.5 * torch.exp(x) * delta**2, atol=1e-12)
+    assert stream.metrics["perturbation_linf"](1, x, y) == pytest.approx(delta)
+    assert stream.metrics["perturbation_l2"](1, x, y) == pytest.approx(delta * 28)  # 784 pixels of δ
+
+
+@pytest.mark.parametrize("value", [1.0, 1e3, 1e30, 1e300, math.inf])
+def test_attack_stream_perturbation_never_exceeds_epsilon(attack_stream, value):
+    """‖P(y)‖∞ <= ε for any y (huge and infinite included): the budget is in the problem, for every method."""
+    stream, gen = attack_stream, torch.Generator().manual_seed(1)
+    eps = stream.info["epsilon"]
+    y = value * torch.randn(49, generator=gen, dtype=torch.float64).sign()
+    assert stream.metrics["perturbation_linf"](1, stream.x0, y) <= eps
+    assert stream.metrics["perturbation_l2"](1, stream.x0, y) <= eps * 28
+    problem = stream.round(1, gen)
+    assert math.isfinite(float(problem.g(stream.x0, y))) and math.isfinite(float(problem.f(stream.x0, y)))
+    if value >= 1e3:  # saturated: the same attack as ε·sign(y)
+        assert float(problem.f(stream.x0, y)) == pytest.approx(float(problem.f(stream.x0, 1e3 * y.sign())), abs=1e-9)
+
+
+def test_attackers_stay_within_the_budget(attack_stream):
+    """Every method alike: the recorded ‖P(y_t)‖∞ never exceeds ε, even with a step that throws y far out."""
+    eps = attack_stream.info["epsilon"]
+    for name, params in (("zo-sogd", {"beta": 10.0, "delta": 10.0, "radius": 10.0, "b_f": 2, "b_g": 2}),
+                         ("zo-signsgd", {"lr": 5.0}), ("zo-gd", {"lr": 1e4})):
+        result = run_online(methods.make(name, **params), attack_stream, 6, seed=1, eval_every=2)
+        linf = result.trace["perturbation_linf"]
+        assert (linf <= eps).all() and linf.max() > 0, (name, linf.tolist())
 
 
 def test_attack_stream_is_reproducible_and_rejects_bad_input():
@@ -261,10 +288,14 @@ def test_attack_and_tuning_claims_evaluate_on_tiny_runs(attack_stream):
                        "zo-sogd-adam": {"method": "zo-sogd", "params": {"optimizer": "adam", "b_f": 2, "b_g": 2}},
                        "zo-gd": {"method": "zo-gd", "params": {"lr": 0.01}},
                        "zo-conservsgd": {"method": "zo-conservsgd", "params": {"lr": 0.01}}},
-           "online": {"rounds": 4, "eval_every": 2}}
+           # every round recorded: ZO-SOGD's first round (28 queries) lies within the baselines' 4 x 20
+           "online": {"rounds": 4, "eval_every": 1}}
     check_config({"experiments": {"sogd_attack": cfg}})
     experiment = get_experiment("sogd_attack")
     rows = pd.concat([experiment.run_job(experiment.name, cfg, label, 1) for label in cfg["methods"]], ignore_index=True)
     verdicts = {c.id: c.check(aggregate(rows), cfg) for c in experiment.claims}
     assert all(v.holds is not None for v in verdicts.values()), verdicts
+    equal = verdicts["sogd_attack/zo-sogd-beats-gd-conservsgd-equal-queries"].measurement
+    assert "Q* = 80 queries" in equal and "zo-sogd" in equal and "round 1" in equal, equal
+    assert "bound 0.4 = 0.8 ε, ε = 0.5" in verdicts["sogd_attack/linf-bounded"].measurement
     assert np.isfinite(rows.loc[rows["metric"] == "accuracy_under_attack", "value"]).all()

@@ -26,6 +26,7 @@ def _tiny_config(tmp_path):
     exp["methods"].update({label: None for label in load_config()["experiments"]["quadratic_hypergradient"]["methods"]
                            if label not in ("itd", "aid-cg")})
     exp["methods"]["itd"] = {"params": {}}
+    exp["tuning"] = None  # no tuning stage: the configured values (its selection would come from a run)
     exp["hypergradient"]["budgets"] = [1, 5]
     exp["optimization"]["max_iters"] = 5
     for key in ("results_dir", "figures_dir", "logs_dir"):
@@ -161,15 +162,16 @@ def test_every_cluster_job_declares_its_resources(workflow_rules):
 
     local = {name for name, r in workflow_rules.items() if r["local"]}
     submitted = {name: r for name, r in workflow_rules.items() if not r["local"] and name not in ("all", "download")}
-    assert set(submitted) == {"run_job", "train_classifier", "plot", "notebook"}
+    assert set(submitted) == {"run_job", "tune_job", "train_classifier", "plot", "notebook"}
     for name, rule in submitted.items():
         assert isinstance(rule["threads"], int) and rule["threads"] >= 1, f"rule {name}: no threads"
         for resource in ("mem_mb", "runtime"):
             values = rule["resources"].get(resource)
             values = values.values() if isinstance(values, dict) else [values]
             assert all(isinstance(v, int) and v > 0 for v in values), f"rule {name}: no {resource} resource"
-    gpu = workflow_rules["run_job"]["resources"]["gpu"]
-    assert gpu == {e: int(bilevel.experiments.get(e).gpu) for e in SMOKE["experiments"]}
-    assert any(gpu.values()) and not all(gpu.values())
-    assert all("gpu" not in r["resources"] for name, r in submitted.items() if name != "run_job")
-    assert {"aggregate", "summary", "claims", "fetch_dataset"} <= local
+    for job_rule in ("run_job", "tune_job"):  # a tuning job runs on the device its figure's jobs run on
+        gpu = workflow_rules[job_rule]["resources"]["gpu"]
+        assert gpu == {e: int(bilevel.experiments.get(e).gpu) for e in SMOKE["experiments"]}
+        assert any(gpu.values()) and not all(gpu.values())
+    assert all("gpu" not in r["resources"] for name, r in submitted.items() if name not in ("run_job", "tune_job"))
+    assert {"aggregate", "summary", "claims", "fetch_dataset", "select", "tune"} <= local

@@ -45,7 +45,7 @@ rule select:
     params:
         section=lambda wc: config["experiments"][wc.experiment],
     script:
-        "../scripts/select.py"
+        "../scripts/select_parameters.py"
 
 
 rule tune:

@@ -2,20 +2,30 @@
 
 Our design (open choice Z-6 of ``specs/zoba.md``; the formulation is the online attack of
 ``specs/sogd.md`` §7.1 run offline). A trained classifier with class scores Z (:mod:`bilevel.classifiers`)
-is queried only through its outputs; the perturbation ``y`` lives on an ``r × r`` grid and is
-upsampled (nearest neighbour) to the image, ``P(y)`` (ZOO's attack-space reduction; r = 28 is the
-full image)::
+is queried only through its outputs; the variable ``y`` lives on an ``r × r`` grid, the applied
+perturbation is ``δ(y) = ε·tanh(y/ε)`` (per coordinate) upsampled (nearest neighbour) to the image,
+``P(y)`` (ZOO's attack-space reduction; r = 28 is the full image)::
 
+    δ(y) = ε tanh(y/ε),   P(y) = upsample(δ(y)),   ‖P(y)‖∞ ≤ ε for every y      (the budget)
     ℓ(a) = max{Z(a)_b − max_{j≠b} Z(a)_j, −κ}                         (untargeted C&W margin, b = label)
-    g(x, y; ξ) = mean_{i ∈ ξ ⊂ D_tr} ℓ(a_i + P(y)) + ½ Σ_ι exp(x_ι) y_ι²   (lower level)
+    g(x, y; ξ) = mean_{i ∈ ξ ⊂ D_tr} ℓ(a_i + P(y)) + ½ Σ_ι exp(x_ι) δ_ι(y)²   (lower level)
     f(x, y; ζ) = mean_{i ∈ ζ ⊂ D_val} ℓ(a_i + P(y))                      (upper level, held-out images)
 
 so ``x, y ∈ R^{r²}``. One sample is one image: a function value on one sample is one query.
+
+**Perturbation budget** (``epsilon`` = ε; None = no budget, ``δ(y) = y``). ‖P(y)‖∞ ≤ ε is imposed by
+the change of variables ``δ = ε tanh(y/ε)`` (Carlini & Wagner 2017, §V.A's box reparametrisation), in
+the problem, not by a projection in the methods: every method sees the same smooth, unconstrained
+function of ``y`` and needs no code of its own (a projection is method-specific; clamping ``y`` inside
+the problem would leave flat regions and kinks that break the finite differences and Stein estimators).
+Near 0 the map is the identity (δ'(0) = 1), so smoothing radii keep their meaning; the regulariser acts
+on the applied perturbation δ, so in δ the problem is the unconstrained one restricted to the box
+``[−ε, ε]^{r²}``. No box is imposed on the perturbed pixels ``a + P(y)`` (images are in [0, 1]).
+
 The attacked images are drawn (by the run seed) from the rows the classifier was NOT trained on and
 that it classifies correctly, so accuracy under attack starts at 1. Reported metrics (on a third set
 ``D_test`` the attack never queried): ``accuracy_under_attack``, ``attack_loss_test``,
-``perturbation_linf`` = ‖P(y)‖∞, ``perturbation_l2`` = ‖P(y)‖₂. No box constraint is imposed on
-the perturbed pixels (the norms are reported instead).
+``perturbation_linf`` = ‖P(y)‖∞ (≤ ε), ``perturbation_l2`` = ‖P(y)‖₂, both of the applied perturbation.
 """
 
 from __future__ import annotations
@@ -37,12 +47,25 @@ def margin_loss(scores: torch.Tensor, labels: torch.Tensor, kappa: float) -> tor
     return torch.clamp(true - others.max(-1).values, min=-kappa)
 
 
+def bounded(y: torch.Tensor, epsilon: float | None) -> torch.Tensor:
+    """The applied perturbation ``δ(y) = ε tanh(y/ε)``: |δ| ≤ ε for every y (±inf included; ε as rounded to
+    y's dtype, float64 in the attack problems), δ ≈ y near 0; ``y`` itself when ``epsilon`` is None."""
+    return y if epsilon is None else epsilon * torch.tanh(y / epsilon)
+
+
+def check_epsilon(epsilon: float | None, what: str) -> None:
+    if epsilon is not None and not (isinstance(epsilon, int | float) and epsilon > 0):
+        raise ValueError(f"{what}: epsilon (the L-infinity budget of the perturbation) must be > 0 or null, "
+                         f"got {epsilon!r}")
+
+
 @dataclass
 class AttackSetup:
     """What an attack on a trained classifier needs: the class scores ``scores(a)`` (float ``dtype``), the
     images (N, 784) and labels, ``pool`` = indices of the held-out images the classifier gets right (the
-    only ones attacked), the upsampling ``P(y)`` of an ``r × r`` perturbation, the dataset and the
-    classifier's provenance record."""
+    only ones attacked), the upsampling of an ``r × r`` grid to the image, the budget ``epsilon``, the
+    dataset and the classifier's provenance record. ``applied(y)`` = δ(y) on the grid, ``perturbation(y)``
+    = P(y) on the image."""
 
     scores: Callable[[torch.Tensor], torch.Tensor]
     images: torch.Tensor
@@ -52,15 +75,31 @@ class AttackSetup:
     upsample: Callable[[torch.Tensor], torch.Tensor]
     dataset: object
     record: dict
+    epsilon: float | None = None
 
     @property
     def dim(self) -> int:
         return self.resolution**2
 
+    def applied(self, y: torch.Tensor) -> torch.Tensor:
+        """δ(y) = ε tanh(y/ε) on the ``r × r`` grid."""
+        return bounded(y, self.epsilon)
+
+    def perturbation(self, y: torch.Tensor) -> torch.Tensor:
+        """P(y) = upsample(δ(y)), what is added to the images."""
+        return self.upsample(bounded(y, self.epsilon))
+
+    def norms(self) -> dict:
+        """The metrics ``perturbation_linf`` / ``perturbation_l2`` (of P(y)) as ``metric(y)``."""
+        return {"perturbation_linf": lambda y: float(self.perturbation(y).abs().max()),
+                "perturbation_l2": lambda y: float(torch.linalg.vector_norm(self.perturbation(y)))}
+
 
 def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: torch.dtype,
-                 device: str | torch.device, what: str = "blackbox_attack") -> AttackSetup:
+                 device: str | torch.device, what: str = "blackbox_attack",
+                 epsilon: float | None = None) -> AttackSetup:
     """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on."""
+    check_epsilon(epsilon, what)
     side = 28
     if side % int(resolution):
         raise ValueError(f"{what}: resolution must divide 28, got {resolution}")
@@ -78,18 +117,21 @@ def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: 
 
     return AttackSetup(scores=lambda a: mlp(params, a), images=images.to(dtype=dtype, device=device),
                        labels=labels.to(device=device), pool=pool[correct], resolution=r, upsample=upsample,
-                       dataset=trained["dataset"], record=trained["record"])
+                       dataset=trained["dataset"], record=trained["record"],
+                       epsilon=None if epsilon is None else float(epsilon))
 
 
 @register("blackbox_attack")
 def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
-                         n_test: int = 500, kappa: float = 0.0, x0_value: float = 0.0,
-                         classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
-                         device: str | torch.device = "cpu") -> BilevelProblem:
-    """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier."""
+                         n_test: int = 500, kappa: float = 0.0, epsilon: float | None = 0.3,
+                         x0_value: float = 0.0, classifier: dict | None = None, seed: int = 0,
+                         dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelProblem:
+    """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier;
+    ``epsilon`` = ε, the L∞ budget of P(y) (default 0.3, the customary MNIST L∞ budget of Madry et al.
+    2018; our choice, Z-6)."""
     if min(n_train, n_val, n_test) < 1 or kappa < 0:
         raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
-    setup = attack_setup(dataset, resolution, classifier, dtype, device)
+    setup = attack_setup(dataset, resolution, classifier, dtype, device, epsilon=epsilon)
     pool, need = setup.pool, n_train + n_val + n_test
     if len(pool) < need:
         raise ValueError(f"blackbox_attack: {len(pool)} correctly classified held-out images of "
@@ -98,33 +140,34 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
     parts = dict(zip(("train", "val", "test"), torch.split(chosen, [n_train, n_val, n_test]), strict=True))
     A = {k: setup.images[idx] for k, idx in parts.items()}
     B = {k: setup.labels[idx] for k, idx in parts.items()}
-    upsample, scores = setup.upsample, setup.scores
+    perturb, applied, scores = setup.perturbation, setup.applied, setup.scores
 
     def attack_loss(part: str, y: torch.Tensor, batch) -> torch.Tensor:
         a, b = (A[part], B[part]) if batch is None else (A[part][batch], B[part][batch])
-        return margin_loss(scores(a + upsample(y)), b, kappa).mean()
+        return margin_loss(scores(a + perturb(y)), b, kappa).mean()
 
     def g(x, y, batch=None):
-        return attack_loss("train", y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
+        delta = applied(y)
+        return attack_loss("train", y, batch) + 0.5 * torch.sum(torch.exp(x) * delta * delta)
 
     def f(x, y, batch=None):
         return attack_loss("val", y, batch)
 
     def accuracy(problem, x, y):
-        return float((scores(A["test"] + upsample(y)).argmax(1) == B["test"]).double().mean())
+        return float((scores(A["test"] + perturb(y)).argmax(1) == B["test"]).double().mean())
 
-    ds = setup.dataset
+    ds, norms = setup.dataset, setup.norms()
     return BilevelProblem(
         f=f, g=g, x0=torch.full((setup.dim,), float(x0_value), dtype=dtype, device=device),
         y0=torch.zeros(setup.dim, dtype=dtype, device=device), n_samples={"f": n_val, "g": n_train},
         name=f"blackbox_attack[{ds.label}]",
         info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
-              "resolution": setup.resolution, "rows": {k: len(v) for k, v in parts.items()},
+              "resolution": setup.resolution, "epsilon": setup.epsilon,
+              "rows": {k: len(v) for k, v in parts.items()},
               "classifier": setup.record,
               "metrics": {
                   "accuracy_under_attack": accuracy,
                   "attack_loss_test": lambda p, x, y: float(attack_loss("test", y, None)),
-                  "perturbation_linf": lambda p, x, y: float(y.abs().max()),
-                  "perturbation_l2": lambda p, x, y: float(torch.linalg.vector_norm(upsample(y))),
+                  **{name: (lambda p, x, y, m=m: m(y)) for name, m in norms.items()},
               }},
     )

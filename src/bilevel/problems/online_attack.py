@@ -2,12 +2,23 @@
 
 Round t receives a training batch ``D^tr_t`` and a validation batch ``D^val_t`` of images the classifier
 (:mod:`bilevel.classifiers`, queried only through its class scores Z) gets right, and plays a universal
-perturbation ``y_t`` (on an ``r × r`` grid, upsampled to the image: :func:`.attack.attack_setup`) with
-per-coordinate regularisation weights ``e^{x_t}``::
+perturbation: the variable ``y_t`` (on an ``r × r`` grid) is applied as ``δ(y) = ε tanh(y/ε)``, upsampled
+to the image, ``P(y)`` (:class:`.attack.AttackSetup`), with per-coordinate regularisation weights
+``e^{x_t}``::
 
     ℓ(a)       = max{Z(a)_b − max_{j≠b} Z(a)_j, −κ}                       (C&W margin, κ = 0)
-    g_t(x, y)  = mean_{i ∈ D^tr_t} ℓ(a_i + P(y)) + ½ Σ_ι e^{x_ι} y_ι²     (eq. 28, lower level)
+    g_t(x, y)  = mean_{i ∈ D^tr_t} ℓ(a_i + P(y)) + ½ Σ_ι e^{x_ι} δ_ι(y)²  (eq. 28, lower level)
     f_t(x, y)  = mean_{i ∈ D^val_t} ℓ(a_i + P(y))                          (eq. 29, upper level)
+
+**The constraint set Y (A-6).** §7.1 writes ``y ∈ Y := [−5, 5]^d`` and "we normalize the pixel values to
+Y". Read literally, pixels span Y (a range of 10) and the perturbation box is Y too, i.e. a budget of
+half the pixel range; the ZO-AdaMM reading (a typo for ``[−0.5, 0.5]``, pixels in ``[−0.5, 0.5]``) gives
+the same ratio. Our pixels are in [0, 1], so both readings give ``epsilon`` = ε = 0.5 (the default;
+``epsilon: 5`` would be no constraint at all on [0, 1] pixels, ``null`` removes the budget). The literal
+reading is the one consistent with the paper's observation "max y_t never exceeds 4" (0.8 ε: an
+unprojected iterate staying inside Y; under the typo reading it would lie outside Y). Algorithm 2 has
+no projection of y, so the box is imposed by the change of variables in the problem (Carlini & Wagner
+2017), the same for every method (:mod:`.attack`).
 
 One sample is one image, so a method's batch of b samples draws b of the round's images.
 
@@ -20,9 +31,9 @@ test set of ``n_test`` images, a validation pool of ``n_val_pool`` and a trainin
 round draws ``batch_train`` / ``batch_val`` distinct images from the pools (the round's generator).
 
 Metrics (at the rounds the runner records, on the current stage's test images, which the attack never
-queries): ``accuracy_under_attack`` (Figure 2, middle; 1 at y = 0), ``perturbation_linf`` = ‖y_t‖∞
-(Figure 2, right; = ‖P(y_t)‖∞), ``perturbation_l2`` = ‖P(y_t)‖₂, ``attack_loss_test``. No box is
-imposed on y or on the perturbed pixels (A-6, ``y_box = none``); the norms are reported instead.
+queries): ``accuracy_under_attack`` (Figure 2, middle; 1 at y = 0), ``perturbation_linf`` = ‖P(y_t)‖∞
+(Figure 2, right: the applied perturbation, ≤ ε), ``perturbation_l2`` = ‖P(y_t)‖₂, ``attack_loss_test``.
+No box is imposed on the perturbed pixels.
 """
 
 from __future__ import annotations
@@ -39,9 +50,11 @@ from .registry import register
 @register("online_attack")
 def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int = 4, stage_length: int = 50,
                        batch_train: int = 20, batch_val: int = 20, n_test: int = 100, n_val_pool: int = 50,
-                       kappa: float = 0.0, x0_value: float = 0.0, classifier: dict | None = None, seed: int = 0,
-                       dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelStream:
-    """The S-stage online attack stream above on ``dataset`` (MNIST or its labelled stand-in)."""
+                       kappa: float = 0.0, epsilon: float | None = 0.5, x0_value: float = 0.0,
+                       classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
+                       device: str | torch.device = "cpu") -> BilevelStream:
+    """The S-stage online attack stream above on ``dataset`` (MNIST or its labelled stand-in); ``epsilon``
+    = ε, the L∞ budget of P(y) (A-6 above)."""
     what = "online_attack"
     if not 1 <= int(stages) <= 10:
         raise ValueError(f"{what}: stages must be between 1 and 10 (the classes are split into stages), got {stages}")
@@ -49,7 +62,7 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
         raise ValueError(f"{what}: stage_length, batch sizes, n_test and n_val_pool must be >= 1 and kappa >= 0")
     if batch_val > n_val_pool:
         raise ValueError(f"{what}: batch_val = {batch_val} exceeds the validation pool n_val_pool = {n_val_pool}")
-    setup = attack_setup(dataset, resolution, classifier, dtype, device, what)
+    setup = attack_setup(dataset, resolution, classifier, dtype, device, what, epsilon=epsilon)
     groups = [torch.as_tensor(g) for g in np.array_split(np.arange(10), int(stages))]
     gen = torch.Generator().manual_seed(int(seed))
     pools = []
@@ -63,14 +76,15 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
                              f"batch_train = {need}")
         pools.append({"test": members[:n_test], "val": members[n_test:n_test + n_val_pool],
                       "train": members[n_test + n_val_pool:]})
-    images, labels, upsample, scores = setup.images, setup.labels, setup.upsample, setup.scores
+    images, labels, perturb, applied, scores = (setup.images, setup.labels, setup.perturbation, setup.applied,
+                                                setup.scores)
 
     def stage_of(t: int) -> int:
         return ((t - 1) // int(stage_length)) % len(groups)
 
     def loss_on(idx: torch.Tensor, y: torch.Tensor, batch) -> torch.Tensor:
         idx = idx if batch is None else idx[batch]
-        return margin_loss(scores(images[idx] + upsample(y)), labels[idx], kappa).mean()
+        return margin_loss(scores(images[idx] + perturb(y)), labels[idx], kappa).mean()
 
     def make_round(t: int, generator: torch.Generator) -> BilevelProblem:
         pool = pools[stage_of(t)]
@@ -78,7 +92,8 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
         va = pool["val"][torch.randperm(len(pool["val"]), generator=generator)[:batch_val]]
 
         def g(x, y, batch=None):
-            return loss_on(tr, y, batch) + 0.5 * torch.sum(torch.exp(x) * y * y)
+            delta = applied(y)
+            return loss_on(tr, y, batch) + 0.5 * torch.sum(torch.exp(x) * delta * delta)
 
         def f(x, y, batch=None):
             return loss_on(va, y, batch)
@@ -88,17 +103,17 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
 
     def accuracy(t, x, y):
         test = pools[stage_of(t)]["test"]
-        return float((scores(images[test] + upsample(y)).argmax(1) == labels[test]).double().mean())
+        return float((scores(images[test] + perturb(y)).argmax(1) == labels[test]).double().mean())
 
     x0 = torch.full((setup.dim,), float(x0_value), dtype=dtype, device=device)
     y0 = torch.zeros(setup.dim, dtype=dtype, device=device)
-    ds = setup.dataset
+    ds, norms = setup.dataset, setup.norms()
     return BilevelStream(
         make_round=make_round, x0=x0, y0=y0, name=f"online_attack[{ds.label}]",
         info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
-              "resolution": setup.resolution, "stages": [g.tolist() for g in groups], "stage_length": stage_length,
+              "resolution": setup.resolution, "epsilon": setup.epsilon, "stages": [g.tolist() for g in groups],
+              "stage_length": stage_length,
               "classifier": setup.record},
         metrics={"accuracy_under_attack": accuracy,
-                 "perturbation_linf": lambda t, x, y: float(y.abs().max()),
-                 "perturbation_l2": lambda t, x, y: float(torch.linalg.vector_norm(upsample(y))),
+                 **{name: (lambda t, x, y, m=m: m(y)) for name, m in norms.items()},
                  "attack_loss_test": lambda t, x, y: float(loss_on(pools[stage_of(t)]["test"], y, None))})
