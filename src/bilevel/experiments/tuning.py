@@ -113,9 +113,39 @@ def tuning_config(exp_cfg: dict, label: str, cell: str) -> dict:
     return out
 
 
+#: the workflow's config schema (a source checkout); its defaults are part of what a key hashes
+_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _with_defaults(node, schema: dict, defs: dict):
+    """``node`` with the schema's ``default`` values filled in where absent (as Snakemake's validation with
+    ``set_default=True`` does), so that a key is the same for a config read by Snakemake or by Python."""
+    while "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = _with_defaults(out[key], sub, defs)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(out) - set(schema.get("properties", {})):
+            out[key] = _with_defaults(out[key], extra, defs)
+    return out
+
+
 def selection_key(exp_cfg: dict) -> str:
-    """The hash of what a selection depends on: the experiment's section without its figure seeds, claims
-    and device (a committed selection is valid only for the configuration it was made for)."""
+    """The hash of what a selection depends on: the experiment's section (schema defaults filled in)
+    without its figure seeds, claims and device (a committed selection is valid only for the
+    configuration it was made for)."""
+    if _SCHEMA.is_file():
+        import yaml
+
+        schema = yaml.safe_load(_SCHEMA.read_text())
+        exp_cfg = _with_defaults(exp_cfg, schema["$defs"]["experiment"], schema["$defs"])
     return config_hash({k: v for k, v in exp_cfg.items() if k not in _NOT_IN_KEY})
 
 
