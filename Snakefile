@@ -36,7 +36,9 @@ except ConfigError as err:
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 try:
     check_config(config)
-    check_committed(config)  # selections: committed -> each exists and was made for this configuration
+    check_committed(
+        config
+    )  # selections: committed -> each exists and was made for this configuration
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 

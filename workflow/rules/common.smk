@@ -123,6 +123,10 @@ def all_targets(with_runtimes=True):
     targets += summary_tables()
     if config["notebooks"]:
         targets += [f"{FIGURES}/notebooks/{nb}.ipynb" for nb in notebooks()]
+    if (
+        config["selections"] == "run" and tuned_experiments()
+    ):  # this run's tuning stage, checked
+        targets.append(f"{RESULTS}/tuning/check.md")
     if with_runtimes:  # written last, from the benchmark files of every other job
         targets.append(f"{FIGURES}/runtimes.md")
     return targets

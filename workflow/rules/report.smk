@@ -25,9 +25,7 @@ rule claims:
         "../../envs/plot.yaml"
     params:
         results={e: job_results(e) for e in config["experiments"]},
-        selections={
-            e: (selection_input(e) or [None])[0] for e in config["experiments"]
-        },
+        selections={e: (selection_input(e) or [None])[0] for e in config["experiments"]},
     script:
         "../scripts/claims.py"
 
