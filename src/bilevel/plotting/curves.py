@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from ..files import atomic_path
 from .panels import Panel
@@ -60,6 +60,7 @@ def metric_panels(agg: pd.DataFrame, panels: list[Panel] | list[list[Panel]], ti
         ax.set_ylabel(panel.ylabel)
         if panel.logx:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
         if panel.logy:
             ax.set_yscale("log")
         if not panel.logx:
