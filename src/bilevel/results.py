@@ -40,7 +40,7 @@ ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value"
 TIME_COLUMNS = ("time",)
 #: metrics that are wall-clock measurements (differ between two runs of the same seed)
 TIME_METRICS = ("cumulative_time",)
-PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "snakemake", "bilevel")
+PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "snakemake", "bilevel")
 
 
 def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:

@@ -56,6 +56,8 @@ rule run_job:
         "../scripts/run_job.py"
 
 
+# Bookkeeping over an experiment's per-seed results, in one job (one process start): the aggregate over
+# seeds (mean and spread) and the summary tables (final values per method, mean ± std).
 rule aggregate:
     input:
         lambda wc: job_results(wc.experiment),
@@ -66,10 +68,14 @@ rule aggregate:
             category="provenance",
             caption="../report/provenance.rst",
         ),
+        md=report(f"{FIGURES}/tables/{{experiment}}.summary.md", category="tables"),
+        tex=f"{FIGURES}/tables/{{experiment}}.summary.tex",
     log:
         f"{LOGS}/aggregate/{{experiment}}.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        section=lambda wc: config["experiments"][wc.experiment],
     script:
         "../scripts/aggregate.py"
 

@@ -5,7 +5,6 @@
 localrules:
     claims,
     table,
-    summary,
     runtimes,
 
 
@@ -67,22 +66,6 @@ rule table:
         "../../envs/plot.yaml"
     script:
         "../scripts/table.py"
-
-
-rule summary:
-    input:
-        lambda wc: job_results(wc.experiment),
-    output:
-        md=report(f"{FIGURES}/tables/{{experiment}}.summary.md", category="tables"),
-        tex=f"{FIGURES}/tables/{{experiment}}.summary.tex",
-    log:
-        f"{LOGS}/tables/{{experiment}}.summary.log",
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        section=lambda wc: config["experiments"][wc.experiment],
-    script:
-        "../scripts/summary.py"
 
 
 rule runtimes:

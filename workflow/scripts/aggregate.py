@@ -1,8 +1,12 @@
-"""Rule aggregate: per-seed CSVs -> aggregate CSV (mean and spread over seeds)."""
+"""Rule aggregate: per-seed CSVs -> aggregate CSV (mean and spread over seeds) and the experiment's summary
+tables figures/tables/<experiment>.summary.{md,tex}."""
 
 from _adapter import setup
 
 with setup(snakemake):  # noqa: F821
-    from bilevel.experiments.pipeline import aggregate_files
+    from bilevel.experiments.pipeline import aggregate_files, write_summary
 
-    aggregate_files(list(snakemake.input), snakemake.output.csv)  # noqa: F821
+    out = snakemake.output  # noqa: F821
+    inputs = list(snakemake.input)  # noqa: F821
+    aggregate_files(inputs, out.csv)
+    write_summary(snakemake.wildcards.experiment, inputs, out.md, out.tex, snakemake.params.section)  # noqa: F821
