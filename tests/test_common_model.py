@@ -17,7 +17,7 @@ import torch
 
 import bilevel
 from bilevel.experiments.config import load_config, method_spec
-from bilevel.problems.implicit import LowerSolver, common_model
+from bilevel.problems.implicit import MODEL_MAX_HVP, LowerSolver, _grads, common_model, newton_cg
 
 CONFIG = load_config()
 #: the problems of the figures, small: 60 rows of each part on breast-cancer (FSBA's full Hessians are then
@@ -141,3 +141,23 @@ def test_the_lower_solver_is_a_function_of_x():
         common_model(g, torch.zeros(3, dtype=torch.float64), solver="lbfgs")
     with pytest.raises(ValueError, match="model_tol"):
         bilevel.problems.make("data_cleaning", model_tol=0.0)
+
+
+def test_newton_cg_stops_at_its_hessian_vector_product_cap():
+    """An ill-conditioned g (curvatures 1e-4 .. 1e4) needs many CG iterations: with ``max_hvp`` the solve stops
+    after at most that many products, flags it, and still improves on the start; it is as deterministic."""
+    d = torch.logspace(-4, 4, 400, dtype=torch.float64)
+    target = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)
+
+    def g(x, y):
+        return 0.5 * torch.sum(d * (y - target) ** 2) + x * torch.sum(y**4)
+
+    x, y0 = torch.tensor(1e-3, dtype=torch.float64), torch.zeros(400, dtype=torch.float64)
+    free = newton_cg(g, x, y0.clone(), 1e-10, 100, 1000)[1]
+    assert not free["capped"] and free["grad_norm"] <= 1e-10 and free["hvp"] > 50
+    y, capped = newton_cg(g, x, y0.clone(), 1e-10, 100, 1000, max_hvp=50)
+    assert capped["capped"] and capped["hvp"] == 50
+    start_norm = float(torch.linalg.vector_norm(_grads(g, x, y0)[1]))
+    assert capped["grad_norm"] < start_norm
+    assert torch.equal(newton_cg(g, x, y0.clone(), 1e-10, 100, 1000, max_hvp=50)[0], y)
+    assert common_model(g, torch.zeros(400, dtype=torch.float64)).max_hvp == MODEL_MAX_HVP

@@ -78,10 +78,12 @@ def newton(g: Callable, x: torch.Tensor, y: torch.Tensor, tol: float, max_steps:
 
 
 def newton_cg(g: Callable, x: torch.Tensor, y: torch.Tensor, tol: float, max_steps: int,
-              cg_steps: int) -> tuple[torch.Tensor, dict]:
+              cg_steps: int, max_hvp: int | None = None) -> tuple[torch.Tensor, dict]:
     """Matrix-free Newton-CG from ``y`` to ‖∇_y g(x, y)‖ ≤ ``tol`` (module docstring); at most ``cg_steps``
-    Hessian-vector products per Newton step; returns (y, statistics)."""
-    stats = {"newton_steps": 0, "hvp": 0, "grad_norm": math.nan}
+    Hessian-vector products per Newton step and ``max_hvp`` in all (None: no total cap; when it is spent, the
+    current CG direction still takes its line search, then the solve stops with ``stats["capped"]``);
+    returns (y, statistics)."""
+    stats = {"newton_steps": 0, "hvp": 0, "grad_norm": math.nan, "capped": False}
     x = x.detach()
     for _ in range(max_steps + 1):
         with torch.enable_grad():
@@ -90,12 +92,16 @@ def newton_cg(g: Callable, x: torch.Tensor, y: torch.Tensor, tol: float, max_ste
         b = -gy.detach()
         norm = float(torch.linalg.vector_norm(b))
         stats["grad_norm"] = norm
-        if norm <= tol or stats["newton_steps"] == max_steps:
+        if norm <= tol or stats["newton_steps"] == max_steps or stats["capped"]:
             break
         stop = max(min(0.5, math.sqrt(norm)) * norm, 0.5 * tol)
         p, r = torch.zeros_like(b), b.clone()
         d, rr = r.clone(), float(torch.dot(r, r))
         for _ in range(cg_steps):
+            if max_hvp is not None and stats["hvp"] >= max_hvp:
+                stats["capped"] = True
+                p = p if float(torch.dot(p, p)) > 0 else b
+                break
             hd = torch.autograd.grad(gy, yy, d, retain_graph=True)[0]
             stats["hvp"] += 1
             curvature = float(torch.dot(d, hd))
@@ -117,20 +123,23 @@ def newton_cg(g: Callable, x: torch.Tensor, y: torch.Tensor, tol: float, max_ste
 
 class LowerSolver:
     """``y_c(x) = argmin_y g(x, y)`` by ``solver`` (``"newton"`` or ``"newton-cg"``) to ``tol`` on ‖∇_y g‖, at
-    most ``max_steps`` Newton steps (and ``cg_steps`` CG iterations each), from a fixed start: ``y0``, or
+    most ``max_steps`` Newton steps (and ``cg_steps`` CG iterations each, ``max_hvp`` Hessian-vector products
+    per solve in all for Newton-CG: an ill-conditioned g far from x0 must not stall a run), from a fixed start: ``y0``, or
     with an ``anchor`` point x̄ (a constant of the problem, e.g. its x0) the model ``y_c(x̄)`` (itself solved
     from ``y0``, once) -- either way a deterministic function of x. The last ``memory`` solutions are kept
     for the identical x. ``stats(x)``: the solve's Newton steps, Hessian-vector products and final
     ‖∇_y g(x, y_c(x))‖ (not below ``tol`` only if a step cap stopped it)."""
 
     def __init__(self, g: Callable, y0: torch.Tensor, tol: float, solver: str = "newton", max_steps: int = 100,
-                 cg_steps: int = 1000, memory: int = 3, anchor: torch.Tensor | None = None):
+                 cg_steps: int = 1000, memory: int = 3, anchor: torch.Tensor | None = None,
+                 max_hvp: int | None = None):
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         if not tol > 0:
             raise ValueError(f"the lower-level tolerance must be > 0, got {tol!r}")
         self.g, self.y0, self.tol, self.solver = g, y0.detach().clone(), float(tol), solver
         self.max_steps, self.cg_steps, self.memory = int(max_steps), int(cg_steps), int(memory)
+        self.max_hvp = None if max_hvp is None else int(max_hvp)
         self.anchor = None if anchor is None else anchor.detach().clone()
         self._start: torch.Tensor | None = None  # y_c(anchor), once solved
         self._solved: list[tuple[torch.Tensor, torch.Tensor, dict]] = []
@@ -144,7 +153,7 @@ class LowerSolver:
     def _run(self, x: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, dict]:
         if self.solver == "newton":
             return newton(self.g, x, start.clone(), self.tol, self.max_steps)
-        return newton_cg(self.g, x, start.clone(), self.tol, self.max_steps, self.cg_steps)
+        return newton_cg(self.g, x, start.clone(), self.tol, self.max_steps, self.cg_steps, self.max_hvp)
 
     def start(self, x: torch.Tensor) -> torch.Tensor:
         """The fixed start of a solve at x: y0 for the anchor (or without one), else y_c(anchor)."""
@@ -212,16 +221,23 @@ NEWTON_MAX_SIZE = 200
 #: ‖y_c − y*‖ ≤ 8e-3) at IFSBA and F2BA iterates: f(x, y_c) and the test loss within 3e-6 of their values at
 #: 1e-10 (1e-4 at a tolerance of 1e-5), 40-100 Hessian-vector products per solve from y_c(x0) (170-230 from y0)
 MODEL_TOL = 1e-6
+#: Newton-CG's cap on Hessian-vector products per solve of the common model: 10-50x the 40-230 of the
+#: iterates above; reached only far from x0 (random x at distance 2 per coordinate: ~1,000; a tuning cell
+#: with a too-large outer step: unbounded -- it ran for 15 minutes at one evaluation before this cap)
+MODEL_MAX_HVP = 2000
 
 
 def common_model(g: Callable, y0: torch.Tensor, solver: str = "auto", tol: float = MODEL_TOL,
-                 anchor: torch.Tensor | None = None, max_steps: int = 100, cg_steps: int = 1000) -> LowerSolver:
+                 anchor: torch.Tensor | None = None, max_steps: int = 100, cg_steps: int = 1000,
+                 max_hvp: int = MODEL_MAX_HVP) -> LowerSolver:
     """The fixed lower-level solver of a problem's common model ``y_c(x) = argmin_y g(x, y)`` (training data
     only; every solve started from ``y_c(anchor)``, the model at the problem's initial point, solved from
     ``y0``): ``solver="auto"`` takes the full-Hessian Newton method for at most ``NEWTON_MAX_SIZE``
-    variables, Newton-CG above."""
+    variables, Newton-CG above, with at most ``max_hvp`` Hessian-vector products per solve (then the model is
+    the iterate reached, still a deterministic function of x; its residual is the ``model_grad_norm``
+    metric)."""
     if solver not in MODEL_SOLVERS:
         raise ValueError(f"model_solver must be one of {', '.join(MODEL_SOLVERS)}, got {solver!r}")
     if solver == "auto":
         solver = "newton" if y0.numel() <= NEWTON_MAX_SIZE else "newton-cg"
-    return LowerSolver(g, y0, tol, solver, max_steps, cg_steps, anchor=anchor)
+    return LowerSolver(g, y0, tol, solver, max_steps, cg_steps, anchor=anchor, max_hvp=max_hvp)
