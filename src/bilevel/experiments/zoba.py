@@ -313,44 +313,55 @@ def _plot_dimensions(agg: pd.DataFrame, exp_cfg: dict, outputs: list[str]) -> No
     save_figure(fig, outputs)
 
 
-def _within_bound(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    tol = float(exp_cfg.get("claims", {}).get("exponent_tolerance", 0.0))
-    parts, holds = [], True
-    for label in exp_cfg["methods"]:
-        table = evaluations_to_target(agg, exp_cfg, label)
-        slope = fitted_exponent(table)
-        missing = table.loc[~np.isfinite(table["evals_median"]), ["p", "d"]].values.tolist()
-        if slope is None:
-            return Verdict(None, f"{label}: fewer than two dimension settings reached the target (missed: {missing})")
-        holds &= slope <= 1.0 + tol and not missing
-        iters = fitted_exponent(table, y="iters_median")
-        counts = [c for c in table.columns if c in (exp_cfg.get("scaling") or {})]
-        pts = "; ".join(f"({r['p']:.0f},{r['d']:.0f}) bound {r['bound']:.3g}, "
-                        + "".join(f"{c} {r[c]:.0f}, " for c in counts)
-                        + f"{r['evals_per_iter']:.4g} evals/iter, {r['iters_median']:.4g} iters, "
-                          f"{r['evals_median']:.3g} evals (worst seed {r['evals_max']:.3g})"
-                        for _, r in table.iterrows())
-        parts.append(f"{label}: exponent {slope:.2f} against p(d+p)² (refuted above {1 + tol:.2f})"
-                     + ("" if iters is None else f", iterations' exponent {iters:.2f} (bound: <= 0)")
-                     + f"; per (p, d): {pts}" + (f"; target missed at {missing}" if missing else ""))
-    return Verdict(holds, " | ".join(parts))
+def _per_method(judge):
+    """A claim over every method of the experiment: ``judge(label, table, tol)`` gets the method's
+    evaluations-to-target table and the configured ``exponent_tolerance`` and returns ``(holds, text)``;
+    every method must hold, and one that cannot be judged (``holds`` None) makes the claim not evaluated."""
+
+    def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
+        tol = float(exp_cfg.get("claims", {}).get("exponent_tolerance", 0.0))
+        parts, holds = [], True
+        for label in exp_cfg["methods"]:
+            ok, text = judge(label, evaluations_to_target(agg, exp_cfg, label), exp_cfg, tol)
+            if ok is None:
+                return Verdict(None, text)
+            holds &= ok
+            parts.append(text)
+        return Verdict(holds, " | ".join(parts))
+
+    return check
 
 
-def _bound_shape(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
-    tol = float(exp_cfg.get("claims", {}).get("exponent_tolerance", 0.0))
-    parts, holds = [], True
-    for label in exp_cfg["methods"]:
-        table = evaluations_to_target(agg, exp_cfg, label)
-        factors = factor_exponents(table)
-        if factors is None:
-            return Verdict(None, f"{label}: needs four settings reaching the target, one off the diagonal p = d")
-        a, b = factors
-        holds &= a <= 1.0 + tol and b <= 2.0 + tol
-        ratio = (table["evals_median"] / table["bound"]).tolist()
-        parts.append(f"{label}: evals ∝ p^{a:.2f} (d+p)^{b:.2f} (refuted above p^{1 + tol:.2f} (d+p)^{2 + tol:.2f}); "
-                     "evaluations / p(d+p)² per (p, d): "
-                     + ", ".join(f"({r.p},{r.d}) {q:.3g}" for r, q in zip(table.itertuples(), ratio, strict=True)))
-    return Verdict(holds, " | ".join(parts))
+@_per_method
+def _within_bound(label: str, table: pd.DataFrame, exp_cfg: dict, tol: float):
+    slope = fitted_exponent(table)
+    missing = table.loc[~np.isfinite(table["evals_median"]), ["p", "d"]].values.tolist()
+    if slope is None:
+        return None, f"{label}: fewer than two dimension settings reached the target (missed: {missing})"
+    iters = fitted_exponent(table, y="iters_median")
+    counts = [c for c in table.columns if c in (exp_cfg.get("scaling") or {})]
+    pts = "; ".join(f"({r['p']:.0f},{r['d']:.0f}) bound {r['bound']:.3g}, "
+                    + "".join(f"{c} {r[c]:.0f}, " for c in counts)
+                    + f"{r['evals_per_iter']:.4g} evals/iter, {r['iters_median']:.4g} iters, "
+                      f"{r['evals_median']:.3g} evals (worst seed {r['evals_max']:.3g})"
+                    for _, r in table.iterrows())
+    return (slope <= 1.0 + tol and not missing,
+            f"{label}: exponent {slope:.2f} against p(d+p)² (refuted above {1 + tol:.2f})"
+            + ("" if iters is None else f", iterations' exponent {iters:.2f} (bound: <= 0)")
+            + f"; per (p, d): {pts}" + (f"; target missed at {missing}" if missing else ""))
+
+
+@_per_method
+def _bound_shape(label: str, table: pd.DataFrame, exp_cfg: dict, tol: float):
+    factors = factor_exponents(table)
+    if factors is None:
+        return None, f"{label}: needs four settings reaching the target, one off the diagonal p = d"
+    a, b = factors
+    ratio = (table["evals_median"] / table["bound"]).tolist()
+    return (a <= 1.0 + tol and b <= 2.0 + tol,
+            f"{label}: evals ∝ p^{a:.2f} (d+p)^{b:.2f} (refuted above p^{1 + tol:.2f} (d+p)^{2 + tol:.2f}); "
+            "evaluations / p(d+p)² per (p, d): "
+            + ", ".join(f"({r.p},{r.d}) {q:.3g}" for r, q in zip(table.itertuples(), ratio, strict=True)))
 
 
 DIMENSIONS_LAW = (
