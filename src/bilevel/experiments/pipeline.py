@@ -142,9 +142,10 @@ def compare_selections(config: dict, built: dict[str, str | Path], out: str | Pa
     return text
 
 
-def aggregate_files(inputs: list[str], out: str | Path) -> pd.DataFrame:
-    """Aggregate result CSVs over seeds and write the aggregate with provenance."""
-    agg = aggregate(read_results(inputs))
+def aggregate_files(inputs: list[str], out: str | Path, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Aggregate result CSVs over seeds and write the aggregate with provenance (``rows``: the CSVs
+    already read)."""
+    agg = aggregate(read_results(inputs) if rows is None else rows)
     write_json(provenance(None, extra={"inputs": [str(p) for p in inputs]}), provenance_path(out))
     write_csv(agg, out)
     return agg
@@ -309,12 +310,13 @@ def _cell(value, digits: int = 3) -> str:
     return "" if isinstance(value, float) and pd.isna(value) else str(value)
 
 
-def summary_data(experiment: str, inputs: list[str | Path], exp_cfg: dict | None = None) -> list[dict]:
+def summary_data(experiment: str, inputs: list[str | Path], exp_cfg: dict | None = None,
+                 rows: pd.DataFrame | None = None) -> list[dict]:
     """The summary tables of an experiment's per-seed results as table data: the experiment's own
     ``tables`` (e.g. sweep grids; they need ``exp_cfg``) or the final values per method
-    (:func:`~.base.summary_table`)."""
+    (:func:`~.base.summary_table`); ``rows``: the CSVs already read."""
     exp = get_experiment(experiment)
-    rows = read_results(inputs)
+    rows = read_results(inputs) if rows is None else rows
     if exp.tables is not None:
         if exp_cfg is None:
             raise ValueError(f"summary of {experiment}: its tables need the experiment's configuration")
@@ -329,9 +331,9 @@ def summary_data(experiment: str, inputs: list[str | Path], exp_cfg: dict | None
 
 
 def write_summary(experiment: str, inputs: list[str | Path], md_out: str | Path, tex_out: str | Path,
-                  exp_cfg: dict | None = None) -> None:
+                  exp_cfg: dict | None = None, rows: pd.DataFrame | None = None) -> None:
     """Write an experiment's summary tables as Markdown and LaTeX (one after the other), atomically."""
-    data_ = summary_data(experiment, inputs, exp_cfg)
+    data_ = summary_data(experiment, inputs, exp_cfg, rows)
     for fmt, out in (("md", md_out), ("tex", tex_out)):
         with atomic_path(out) as tmp:
             tmp.write_text("\n".join(tables.render_data(d, fmt) for d in data_))
