@@ -175,4 +175,4 @@ def test_every_cluster_job_declares_its_resources(workflow_rules):
         assert gpu == {e: int(bilevel.experiments.get(e).gpu) for e in SMOKE["experiments"]}
         assert any(gpu.values()) and not all(gpu.values())
     assert all("gpu" not in r["resources"] for name, r in submitted.items() if name not in ("run_job", "tune_job"))
-    assert {"aggregate", "claims", "fetch_dataset", "select", "tune"} <= local
+    assert {"claims", "fetch_dataset", "select", "tune"} <= local

@@ -1,6 +1,7 @@
 # Shared helpers: paths, targets, and what a job rule needs to know of its experiment.
 from bilevel.experiments import get as get_experiment
 from bilevel.experiments import tuning
+from bilevel.experiments.pipeline import batch_name, seed_batches
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
@@ -21,10 +22,15 @@ def job_env(wildcards):
 
 
 def job_resource(name):
-    """``resources: NAME=job_resource(NAME)``: the value for the job's experiment."""
-    return lambda wildcards: JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][
-        name
-    ]
+    """``resources: NAME=job_resource(NAME)``: the value for the job's experiment (``runtime``: per seed
+    of a job's seed list)."""
+
+    def value(wildcards):
+        base = JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][name]
+        seeds = getattr(wildcards, "seeds", None)
+        return base * len(seeds.split("_")) if name == "runtime" and seeds else base
+
+    return value
 
 
 wildcard_constraints:
@@ -32,17 +38,18 @@ wildcard_constraints:
     dataset="[a-z0-9][a-z0-9-]*",
     method="[a-z0-9][a-z0-9-]*",
     seed="[0-9]+",
+    seeds="[0-9]+(_[0-9]+)*",
     cell="c[0-9]+",
     table="[a-z0-9_]+",
 
 
 def job_results(experiment):
-    """Every per-(method, seed) result CSV of an experiment."""
+    """Every result CSV of an experiment: one per (method, seed list of a job; ``seeds_per_job``)."""
     exp = config["experiments"][experiment]
     return [
-        f"{RESULTS}/{experiment}/{method}/seed{seed}.csv"
+        f"{RESULTS}/{experiment}/{method}/seed{batch_name(batch)}.csv"
         for method in exp["methods"]
-        for seed in exp["seeds"]
+        for batch in seed_batches(exp["seeds"], config["seeds_per_job"])
     ]
 
 

@@ -1,9 +1,5 @@
 # Every experiment of the configuration (the shared baselines and the three papers): its method jobs, the
-# classifier an attack needs, aggregate over seeds -> plot.
-
-
-localrules:
-    aggregate,  # concatenates the run CSVs: on a cluster, on the submitting host
+# classifier an attack needs, and the figure job (aggregate over seeds, summary tables, plot).
 
 
 rule train_classifier:
@@ -27,7 +23,9 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
-# One job per (experiment, method label, seed). Environment and resources come from the experiment:
+# One job per (experiment, method label, seed list): `seeds_per_job` seeds run one after the other
+# (default: all of them; config/paper.yaml: one per job), written to seed<S1>_<S2>...csv; its runtime
+# limit is per seed. Environment and resources come from the experiment:
 # GPU experiments (few-shot meta-learning) declare one GPU and use envs/gpu.yaml, running on the GPU when
 # the machine has one and on the CPU otherwise (device "auto"); interrupted jobs of experiments with
 # checkpoints resume from <output stem>.checkpoints/ when re-run.
@@ -37,12 +35,12 @@ rule run_job:
         models=lambda wc: experiment_models(wc.experiment),
         selection=lambda wc: selection_input(wc.experiment),
     output:
-        csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.csv",
-        provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seed}}.provenance.json",
+        csv=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seeds}}.csv",
+        provenance=f"{RESULTS}/{{experiment}}/{{method}}/seed{{seeds}}.provenance.json",
     log:
-        f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/run/{{experiment}}/{{method}}/seed{{seeds}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seeds}}.tsv"
     conda:
         job_env
     threads: 1
@@ -56,9 +54,10 @@ rule run_job:
         "../scripts/run_job.py"
 
 
-# Bookkeeping over an experiment's per-seed results, in one job (one process start): the aggregate over
-# seeds (mean and spread) and the summary tables (final values per method, mean ± std).
-rule aggregate:
+# An experiment's results -> its figure, in one job (one process start): the aggregate over seeds (mean
+# and spread), the summary tables (final values per method, mean ± std) and the figure drawn from the
+# aggregate.
+rule plot:
     input:
         lambda wc: job_results(wc.experiment),
     output:
@@ -70,20 +69,6 @@ rule aggregate:
         ),
         md=report(f"{FIGURES}/tables/{{experiment}}.summary.md", category="tables"),
         tex=f"{FIGURES}/tables/{{experiment}}.summary.tex",
-    log:
-        f"{LOGS}/aggregate/{{experiment}}.log",
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        section=lambda wc: config["experiments"][wc.experiment],
-    script:
-        "../scripts/aggregate.py"
-
-
-rule plot:
-    input:
-        f"{RESULTS}/{{experiment}}/aggregate.csv",
-    output:
         pdf=f"{FIGURES}/{{experiment}}.pdf",
         png=report(
             f"{FIGURES}/{{experiment}}.png",

@@ -1,6 +1,6 @@
 """The workflow's steps as functions (the Snakemake rules and the CLI are thin adapters over these).
 
-run -> results/<experiment>/<method>/seed<S>.csv (+ provenance)
+run -> results/<experiment>/<method>/seed<S1>_<S2>...csv (+ provenance): the seeds of one job (``seeds_per_job``)
 aggregate -> results/<experiment>/aggregate.csv (+ provenance)
 plot -> figures/<experiment>.{pdf,png}
 claims -> figures/claims.md
@@ -11,6 +11,7 @@ datasets table -> figures/datasets.md
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -32,11 +33,40 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
-def checkpoint_dir(out: str | Path) -> Path:
+def checkpoint_dir(out: str | Path, seed: int | None = None) -> Path:
     """Where a job writing ``out`` keeps its resumable checkpoints (not a workflow output, so an interrupted
-    job's checkpoints survive until the re-run resumes and completes)."""
+    job's checkpoints survive until the re-run resumes and completes); a job of several seeds keeps one
+    folder per seed (``seed=S``) inside it."""
     out = Path(out)
-    return out.with_name(f"{out.stem}.checkpoints")
+    folder = out.with_name(f"{out.stem}.checkpoints")
+    return folder if seed is None else folder / f"seed{int(seed)}"
+
+
+def seed_batches(seeds, per_job="all") -> list[list[int]]:
+    """An experiment's figure ``seeds`` split into the seed lists of its jobs, ``per_job`` seeds each
+    (``"all"``: one job), in configuration order (config key ``seeds_per_job``)."""
+    seeds = [int(s) for s in seeds]
+    if per_job == "all":
+        return [seeds] if seeds else []
+    if isinstance(per_job, bool) or not isinstance(per_job, int) or per_job < 1:
+        raise ConfigError(f"seeds_per_job: 'all' or an integer >= 1, got {per_job!r}")
+    return [seeds[i:i + per_job] for i in range(0, len(seeds), per_job)]
+
+
+def batch_name(seeds) -> str:
+    """The file stem's seed part of a job of ``seeds``: ``[1, 2]`` -> ``"1_2"`` (``seed1_2.csv``)."""
+    return "_".join(str(int(s)) for s in seeds)
+
+
+def parse_batch(name: str) -> list[int]:
+    """Inverse of :func:`batch_name`: ``"1_2"`` -> ``[1, 2]``."""
+    try:
+        seeds = [int(part) for part in str(name).split("_")]
+    except ValueError:
+        raise ValueError(f"seed list {name!r}: expected seeds joined by '_' (e.g. 1_2)") from None
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed list {name!r}: a seed appears twice")
+    return seeds
 
 
 def _definition(experiment: str):
@@ -46,42 +76,57 @@ def _definition(experiment: str):
         raise ConfigError(f"experiments.{experiment}: {err.args[0]}") from None
 
 
-def _run_and_write(config: dict, experiment: str, exp_cfg: dict, label: str, seed: int, out: str | Path,
+def _run_and_write(config: dict, experiment: str, exp_cfg: dict, label: str, seeds: list[int], out: str | Path,
                    progress, extra: dict) -> pd.DataFrame:
-    """Run one job of ``exp_cfg`` (the experiment's section as this job sees it) and write rows and
-    provenance atomically."""
+    """Run the job of ``exp_cfg`` (the experiment's section as this job sees it) for each seed of ``seeds``,
+    one after the other (each run seeded on its own, so its numbers do not depend on the batch), and
+    write all rows and one provenance record atomically."""
     definition = _definition(experiment)
     check_experiment(experiment, exp_cfg, definition)
     if label not in exp_cfg["methods"]:
         raise KeyError(f"experiments.{experiment}.methods has no method {label!r}; "
                        f"configured: {', '.join(exp_cfg['methods'])}")
     device = resolve_device(exp_cfg.get("device", config.get("device", "cpu")))
-    torch.manual_seed(int(seed))  # belt and braces: methods draw from their own generator
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))
-    started = time.perf_counter()
-    resume = {"checkpoint_dir": checkpoint_dir(out)} if definition.checkpoints else {}
+    single = len(seeds) == 1
+    parts, walls = [], {}
     with data.track_usage() as datasets:
-        rows = definition.run_job(experiment, exp_cfg, label, int(seed), device=device, progress=progress, **resume)
-    record = provenance({"experiment": experiment, "method": label, "seed": int(seed), "section": exp_cfg, **extra},
-                        seed=int(seed), device=device, datasets=datasets,
-                        extra={"wall_seconds": round(time.perf_counter() - started, 3),
-                               "statuses": sorted(rows["status"].unique().tolist())})
+        for k, seed in enumerate(seeds):
+            if not single:
+                logging.getLogger(__name__).info("%s / %s: seed %d (%d of %d)", experiment, label, seed, k + 1, len(seeds))
+            torch.manual_seed(seed)  # belt and braces: methods draw from their own generator
+            started = time.perf_counter()
+            resume = {"checkpoint_dir": checkpoint_dir(out, None if single else seed)} if definition.checkpoints else {}
+            parts.append(definition.run_job(experiment, exp_cfg, label, seed, device=device, progress=progress, **resume))
+            walls[seed] = round(time.perf_counter() - started, 3)
+    rows = pd.concat(parts, ignore_index=True)
+    seed_entry = {"seed": seeds[0]} if single else {"seeds": list(seeds)}
+    timing = {"wall_seconds": round(sum(walls.values()), 3)}
+    if not single:
+        timing["wall_seconds_per_seed"] = {str(s): w for s, w in walls.items()}
+    record = provenance({"experiment": experiment, "method": label, **seed_entry, "section": exp_cfg, **extra},
+                        seed=seeds[0] if single else list(seeds), device=device, datasets=datasets,
+                        extra={**timing, "statuses": sorted(rows["status"].unique().tolist())})
     write_results(rows, out, record)
     return rows
 
 
-def execute_job(config: dict, experiment: str, label: str, seed: int, out: str | Path, progress=False,
+def execute_job(config: dict, experiment: str, label: str, seed, out: str | Path, progress=False,
                 selection: str | Path | None = None) -> pd.DataFrame:
-    """Run one (experiment, method label, seed) job of a figure -- with the parameters its selection chose,
-    for a tuned experiment -- and write its rows and provenance atomically."""
+    """Run one (experiment, method label, seeds) job of a figure -- with the parameters its selection chose,
+    for a tuned experiment -- and write its rows and provenance atomically. ``seed``: one seed or a list
+    of seeds (a job of ``seeds_per_job`` seeds, run one after the other)."""
+    seeds = [int(seed)] if isinstance(seed, (int, str)) else [int(s) for s in seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"experiments.{experiment}: a job needs distinct seeds, got {seeds}")
     if experiment not in config["experiments"]:
         raise ConfigError(f"experiments.{experiment}: not in the configuration")
     chosen, path = tuning.read_selection(config, experiment, selection)
     exp_cfg = tuning.apply(config["experiments"][experiment], chosen)
     extra = {} if path is None else {"selection": {"file": str(path), "sha256": data.checksums(path, ("sha256",))["sha256"],
                                                    "params": chosen["methods"].get(label, {}).get("params", {})}}
-    return _run_and_write(config, experiment, exp_cfg, label, seed, out, progress, extra)
+    return _run_and_write(config, experiment, exp_cfg, label, seeds, out, progress, extra)
 
 
 def execute_tuning_job(config: dict, experiment: str, label: str, cell: str, seed: int, out: str | Path,
@@ -94,7 +139,7 @@ def execute_tuning_job(config: dict, experiment: str, label: str, cell: str, see
     if seed not in exp_cfg["tuning"]["seeds"]:
         raise ConfigError(f"experiments.{experiment}.tuning.seeds: {seed} is not a tuning seed")
     job_cfg = tuning.tuning_config(exp_cfg, label, cell)
-    return _run_and_write(config, experiment, job_cfg, label, seed, out, progress, {"tuning_cell": cell})
+    return _run_and_write(config, experiment, job_cfg, label, [int(seed)], out, progress, {"tuning_cell": cell})
 
 
 def write_selection(config: dict, experiment: str, inputs: list[str | Path], out: str | Path) -> dict:
