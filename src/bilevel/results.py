@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .accounting import COUNT_KEYS, TOTAL_KEYS
 from .files import atomic_path, canonical_json, config_hash  # re-exported: bilevel.results.atomic_path etc.
-from .oracle import COUNT_KEYS, TOTAL_KEYS
 
 COUNT_COLUMNS = (*COUNT_KEYS, *TOTAL_KEYS)  # the totals as defined by bilevel.oracle.totals
 LABEL_COLUMNS = ("experiment", "phase", "problem", "dataset", "stand_in", "method", "method_name", "params", "seed")
@@ -111,10 +111,10 @@ def _versions() -> dict:
 
 def device_description(device=None) -> dict:
     """The hardware a result was measured on (CPU model and cores; GPU name when CUDA is used)."""
-    import torch
-
-    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+    torch = sys.modules.get("torch")  # a job that never imported torch (aggregate, plot) ran no torch code
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -122,7 +122,7 @@ def device_description(device=None) -> dict:
                 break
     except OSError:
         pass
-    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+    if torch is not None and device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     info["device"] = str(device) if device is not None else "cpu"
     return info

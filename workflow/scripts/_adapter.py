@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 
-def setup(snakemake):
+def setup(snakemake, uses_torch=True):
     """With ``BILEVEL_CHECK_RULE_ENVS=1``, confine imports to the rule's conda environment (see
     _env_guard); limit torch to the job's declared threads (jobs running side by side must not
     oversubscribe the cores: their timings are measurements), and send stdout/stderr to the rule's log.
+    ``uses_torch=False``: a bookkeeping rule (aggregate and plot, claims, tables), which imports the
+    package without torch; torch, if a figure needs it after all, still gets the job's threads.
 
     Returns a context manager; use ``with setup(snakemake): ...``. When its body succeeds, the job ends
     there (:func:`_finish`); an exception propagates as usual (Snakemake reports the failed job).
@@ -23,9 +25,12 @@ def setup(snakemake):
 
         rules = json.loads(os.environ["BILEVEL_RULE_ENVS"])
         _env_guard.install(snakemake.rule, rules, getattr(snakemake.wildcards, "experiment", None))
-    import torch  # every rule script uses the package, which imports torch
+    threads = max(1, int(snakemake.threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is first imported, in any job
+    if uses_torch:  # the method jobs: set explicitly (the bookkeeping jobs may never import torch: ~3 s saved)
+        import torch
 
-    torch.set_num_threads(max(1, int(snakemake.threads)))
+        torch.set_num_threads(threads)
     stack = contextlib.ExitStack()
     stack.push(_finish)  # pushed first, so it runs last: after the log file is closed
     if snakemake.log:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _adapter import setup
 
-with setup(snakemake):  # noqa: F821
+with setup(snakemake, uses_torch=False):  # noqa: F821
     from bilevel.experiments.pipeline import write_claims
 
     aggregates = {Path(p).parent.name: p for p in snakemake.input.aggregates}  # noqa: F821

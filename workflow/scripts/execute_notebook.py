@@ -4,7 +4,7 @@ import os
 
 from _adapter import setup
 
-with setup(snakemake):  # noqa: F821
+with setup(snakemake, uses_torch=False):  # noqa: F821
     import papermill
 
     from bilevel.results import atomic_path

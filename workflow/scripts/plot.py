@@ -3,7 +3,7 @@ figures/tables/<experiment>.summary.{md,tex}, and the figure (PDF + PNG) drawn f
 
 from _adapter import setup
 
-with setup(snakemake):  # noqa: F821
+with setup(snakemake, uses_torch=False):  # noqa: F821
     from bilevel.experiments.pipeline import aggregate_files, plot_files, write_summary
     from bilevel.results import read_results
 

@@ -2,7 +2,7 @@
 
 from _adapter import setup
 
-with setup(snakemake):  # noqa: F821
+with setup(snakemake, uses_torch=False):  # noqa: F821
     from bilevel.experiments.runtimes import write_runtimes
 
     write_runtimes(snakemake.params.benchmarks, snakemake.output[0])  # noqa: F821

@@ -2,7 +2,7 @@
 
 from _adapter import setup
 
-with setup(snakemake):  # noqa: F821
+with setup(snakemake, uses_torch=False):  # noqa: F821
     from bilevel.experiments.pipeline import write_selection
 
     write_selection(snakemake.config, snakemake.wildcards.experiment, list(snakemake.input), snakemake.output[0])  # noqa: F821

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import methods as method_registry
 from ..plotting.panels import Panel
 from ..results import COUNT_COLUMNS
 from .config import method_spec
@@ -152,6 +151,8 @@ def methods_of(exp_cfg: dict, *methods: str) -> list[str]:
 def method_param(exp_cfg: dict, label: str, name: str, phase: str | None = None):
     """The effective hyper-parameter ``name`` of method ``label`` (the method's default where the
     configuration leaves it out; ``phase`` overrides applied as in the jobs)."""
+    from .. import methods as method_registry  # imported here: the bookkeeping jobs import this module without torch
+
     mname, params = method_spec(exp_cfg, label, phase)
     return getattr(method_registry.make(mname, **params), name)
 

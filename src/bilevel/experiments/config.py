@@ -30,8 +30,6 @@ from pathlib import Path
 import yaml
 
 from .. import data
-from .. import methods as method_registry
-from .. import problems as problem_registry
 from . import tables
 
 #: the repository's default configuration (a source checkout: src/bilevel/experiments/ -> root)
@@ -154,6 +152,9 @@ def _check_factory_params(factory, params: dict, key: str) -> None:
 def check_experiment(name: str, exp_cfg: dict, experiment, phases=("optimization",)) -> None:
     """Raise :class:`ConfigError` naming the key of the first invalid entry of experiment ``name``
     (``experiment``: its registered :class:`~bilevel.experiments.base.Experiment`)."""
+    from .. import methods as method_registry  # imported here: the bookkeeping jobs import this module without torch
+    from .. import problems as problem_registry
+
     for key in experiment.requires:
         if key not in exp_cfg:
             raise ConfigError(f"{_key('experiments', name, key)}: required by this experiment")

@@ -13,21 +13,20 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .. import methods as method_registry
-from .. import problems as problem_registry
-from ..methods.base import HypergradientMethod
-from ..online import run_online
-from ..oracle import Oracle
 from ..results import tidy
-from ..run import Checkpoint, Clock, run
 from .config import ConfigError, grid_cells, method_spec
+
+# The methods, problems and run loops (torch) are imported inside the job functions: the workflow's
+# bookkeeping jobs (aggregates, figures, claims) import the experiment definitions, which name these
+# functions, without loading torch.
 
 
 def build_problem(exp_cfg: dict, seed: int, device: str = "cpu", overrides: dict | None = None):
     """The experiment's problem instance for ``seed`` (float64 synthetic problems); ``overrides``
     replace problem parameters (e.g. the initial point of a figure panel)."""
+    from .. import problems as problem_registry
+
     prob = exp_cfg["problem"]
     params = {**prob.get("params", {}), **(overrides or {})}
     params["seed"] = seed
@@ -51,6 +50,13 @@ def hypergradient_sweep(exp_name: str, exp_cfg: dict, label: str, seed: int, dev
     ``‖ĥ − ∇Ψ(x0)‖/‖∇Ψ(x0)‖``, ``‖y_T − y*(x0)‖²``, the oracle counts and the time (minimum over
     ``timing_repeats`` identical computations, to damp timer noise).
     """
+    import torch
+
+    from .. import methods as method_registry
+    from ..methods.base import HypergradientMethod
+    from ..oracle import Oracle
+    from ..run import Clock
+
     section = exp_cfg["hypergradient"]
     problem = build_problem(exp_cfg, seed, device)
     cf = problem.closed_form
@@ -99,6 +105,9 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
     own ``budget`` entry overrides the section's budget keys (e.g. more iterations for a cheaper method,
     so that every method gets a comparable wall time). With ``checkpoint_dir``, the run saves
     ``<checkpoint_dir>/<phase>.pt`` every ``checkpoint_every`` steps (default 50) and resumes from it."""
+    from .. import methods as method_registry
+    from ..run import Checkpoint, run
+
     section = {**exp_cfg["optimization"], **exp_cfg["methods"][label].get("budget", {})}
     problem = build_problem(exp_cfg, seed, device, overrides)
     mname, params = method_spec(exp_cfg, label, "optimization")
@@ -132,6 +141,9 @@ def online_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str
                 progress=False) -> pd.DataFrame:
     """One :func:`bilevel.online.run_online` per case (or one ``online`` phase) for ``online.rounds``
     rounds of the experiment's stream; the seed draws the oracle noise and the method's randomness."""
+    from .. import methods as method_registry
+    from ..online import run_online
+
     section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
     mname, params = method_spec(exp_cfg, label, "online")
     method = method_registry.make(mname, **params)
@@ -148,6 +160,9 @@ def grid_runs(exp_name: str, exp_cfg: dict, label: str, seed: int, device: str =
               progress=False) -> pd.DataFrame:
     """One online run per cell of the method's ``grid`` (its parameters over the method's own ones), each
     labelled with the cell's name as the phase (the appendix sweeps of the SOGD paper)."""
+    from .. import methods as method_registry
+    from ..online import run_online
+
     section = {**exp_cfg["online"], **exp_cfg["methods"][label].get("budget", {})}
     mname, base = method_spec(exp_cfg, label, "online")
     stream = build_problem(exp_cfg, seed, device)

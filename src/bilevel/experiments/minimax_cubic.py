@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import problems
-from ..oracle import HESSIAN_WEIGHT, derivative_calls
+from ..accounting import HESSIAN_WEIGHT, derivative_calls
 from ..plotting.panels import Panel
 from .base import Claim, Experiment, Verdict, diverged, final_value, first_reaching, method_param, methods_of
 from .jobs import optimization_run
@@ -41,6 +40,8 @@ CALLS_D_LABEL = "oracle calls (Hessian = d gradients)"
 
 def problem_dimension(exp_cfg: dict) -> int:
     """d = dim x + dim y of the experiment's problem (5 for the minimax problem of §8.1)."""
+    from .. import problems  # imported here: the bookkeeping jobs import this module without torch
+
     problem = problems.make(exp_cfg["problem"]["name"], **exp_cfg["problem"].get("params", {}))
     return problem.x0.numel() + problem.y0.numel()
 

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .. import classifiers, data
+from .. import data
 from ..results import atomic_path, provenance, provenance_path, read_results, write_csv, write_json, write_results
 from . import tables, tuning
 from .base import aggregate, dataset_label, summary_table
@@ -29,6 +28,8 @@ from .registry import get as get_experiment
 def resolve_device(name: str | None) -> str:
     """``"auto"`` -> ``cuda`` when available else ``cpu``; anything else is returned as is."""
     if name in (None, "auto"):
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
 
@@ -81,6 +82,10 @@ def _run_and_write(config: dict, experiment: str, exp_cfg: dict, label: str, see
     """Run the job of ``exp_cfg`` (the experiment's section as this job sees it) for each seed of ``seeds``,
     one after the other (each run seeded on its own, so its numbers do not depend on the batch), and
     write all rows and one provenance record atomically."""
+    import torch  # imported here, as in every job function: the bookkeeping rules import this module without it
+
+    from .. import classifiers
+
     definition = _definition(experiment)
     check_experiment(experiment, exp_cfg, definition)
     if label not in exp_cfg["methods"]:
@@ -335,6 +340,8 @@ def models_dir(config: dict) -> Path:
 def train_classifier(config: dict, experiment: str, out: str | Path) -> dict:
     """Train (or load from the cache) the classifier an experiment's problem attacks; write its record
     (accuracies, spec, cache key) with provenance to ``out``."""
+    from .. import classifiers
+
     params = config["experiments"][experiment]["problem"].get("params", {})
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import problems as problem_registry
 from ..plotting.panels import Panel
 from .base import Claim, Experiment, Verdict, curve, final_value, method_param, methods_of, run_note
 from .config import grid_cells
@@ -126,6 +125,8 @@ def problem_param(exp_cfg: dict, name: str):
     prob = exp_cfg["problem"]
     if name in prob.get("params", {}):
         return prob["params"][name]
+    from .. import problems as problem_registry  # imported here: the bookkeeping jobs import this module without torch
+
     factory = inspect.signature(problem_registry.get_factory(prob["name"])).parameters
     return factory[name].default if name in factory else None
 

@@ -48,8 +48,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import methods as method_registry
-from .. import problems as problem_registry
 from ..files import config_hash
 from .config import ConfigError, _check_factory_params, method_spec
 
@@ -241,6 +239,8 @@ def check_tuning(name: str, exp_cfg: dict) -> None:
         raise ConfigError(f"{where}.seeds: {shared} are also figure seeds (experiments.{name}.seeds); tuning "
                           "seeds must be held out")
     if section.get("problem"):
+        from .. import problems as problem_registry  # imported here: the bookkeeping jobs import this module without torch
+
         _check_factory_params(problem_registry.get_factory(exp_cfg["problem"]["name"]), section["problem"],
                               f"{where}.problem")
     if not section.get("metric"):
@@ -254,6 +254,8 @@ def check_tuning(name: str, exp_cfg: dict) -> None:
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{key}.tune.{param}: must be a non-empty list of values, got {values!r}")
         for cell, overrides in cells(entry) if "tune" in entry else ():
+            from .. import methods as method_registry  # imported here: the bookkeeping jobs import this module without torch
+
             mname, params = method_spec(with_params(exp_cfg, label, overrides), label)
             try:
                 method_registry.make(mname, **params)
