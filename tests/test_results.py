@@ -48,6 +48,16 @@ def test_aggregate_over_seeds(quad_small):
     assert one["status"] == "completed"
 
 
+def test_aggregate_marks_a_point_diverged_when_any_seed_diverged(quad_small):
+    rows = pd.concat([_rows(quad_small, s) for s in (0, 1)], ignore_index=True)
+    hit = (rows.seed == 1) & (rows.step == 4)
+    rows.loc[hit, "status"] = "diverged"
+    agg = aggregate(rows)
+    assert set(agg.loc[agg.step == 4, "status"]) == {"diverged"}
+    assert set(agg.loc[agg.step < 4, "status"]) == {"completed"}
+    assert list(agg.columns)[-1] == "status"
+
+
 def test_every_curve_of_a_figure_has_its_own_style():
     from bilevel.plotting.style import figure_styles, method_color
 

@@ -107,6 +107,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """
     if rows.empty:
         raise ValueError("aggregate(): no result rows")
+    rows = rows.assign(_diverged=rows["status"].eq("diverged"))  # vectorized "any seed diverged"
     grouped = rows.groupby(GROUP_COLUMNS, sort=True, dropna=False)
     out = grouped.agg(
         n_seeds=("seed", "nunique"),
@@ -117,9 +118,10 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         std=("value", "std"),
         min=("value", "min"),
         max=("value", "max"),
-        status=("status", lambda s: "diverged" if (s == "diverged").any() else "completed"),
+        _diverged=("_diverged", "max"),
     ).reset_index()
     out["std"] = out["std"].fillna(0.0)
+    out["status"] = np.where(out.pop("_diverged").astype(bool), "diverged", "completed")
     return out
 
 
