@@ -36,7 +36,9 @@ rule notebook:
             f"{RESULTS}/{{experiment}}/aggregate.csv",
             experiment=list(config["experiments"]),
         ),
-        figures=expand(f"{FIGURES}/{{experiment}}.png", experiment=list(config["experiments"])),
+        figures=expand(
+            f"{FIGURES}/{{experiment}}.png", experiment=list(config["experiments"])
+        ),
         claims=f"{FIGURES}/claims.md",
         datasets=[f"{FIGURES}/datasets.md"] if requested_datasets() else [],
         tables=expand(f"{FIGURES}/tables/{{table}}.md", table=config["tables"]),
