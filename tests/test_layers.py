@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "bilevel"
 
 #: bottom to top; the same list is printed in CONTRIBUTING.md. ``bilevel/__init__.py`` (the public facade)
 #: sits above everything and may import any layer.
-LAYERS = ["files", "data", "networks", "classifiers", "problems", "oracle", "results", "components", "methods", "run",
-          "online", "plotting", "experiments", "workflow", "cli"]
+LAYERS = ["files", "accounting", "data", "networks", "classifiers", "problems", "oracle", "results", "components",
+          "methods", "run", "online", "plotting", "experiments", "workflow", "cli"]
 
 
 def _module_name(path: Path) -> str:
