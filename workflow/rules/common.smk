@@ -1,7 +1,7 @@
 # Shared helpers: paths, targets, and what a job rule needs to know of its experiment.
 from bilevel.experiments import get as get_experiment
 from bilevel.experiments import tuning
-from bilevel.experiments.pipeline import batch_name, seed_batches
+from bilevel.experiments.pipeline import batch_name, parse_batch, seed_batches
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
@@ -28,7 +28,7 @@ def job_resource(name):
     def value(wildcards):
         base = JOB_RESOURCES[get_experiment(wildcards.experiment).gpu][name]
         seeds = getattr(wildcards, "seeds", None)
-        return base * len(seeds.split("_")) if name == "runtime" and seeds else base
+        return base * len(parse_batch(seeds)) if name == "runtime" and seeds else base
 
     return value
 
