@@ -219,6 +219,28 @@ def test_equal_query_values_and_claim():
     assert claim.check(worse, cfg).holds is False
 
 
+def test_faster_than_two_loop_reports_the_verdict_against_both_zmdsba_forms():
+    """ZOBA reaches the consistent ZMDSBA's final value first but not the authors' form's: the claim names the
+    two forms, gives both verdicts, and holds only against both."""
+    authors = {"outer_lr": 1.0, **zoba_experiments.ZMDSBA_AUTHORS_FORM}
+    cfg = {"problem": {"name": "quadratic"},
+           "methods": {"zoba": {"method": "zoba"}, "zmdsba": {"method": "zmdsba", "params": {"outer_lr": 0.03}},
+                       "zmdsba-authors": {"method": "zmdsba", "params": authors}}}
+    assert zoba_experiments.zmdsba_form(cfg, "zmdsba") == "consistent"
+    assert zoba_experiments.zmdsba_form(cfg, "zmdsba-authors") == "authors"
+    claim = next(c for c in zoba_experiments.QUADRATIC.claims if "faster-than-two-loop" in c.id)
+    curves = {"zoba": [(0, 0, 10.0), (10, 100, 1.0), (20, 200, 0.5)], "zmdsba": [(0, 0, 10.0), (40, 100, 2.0)],
+              "zmdsba-authors": [(0, 0, 10.0), (5, 100, 0.1)]}
+    verdict = claim.check(_agg(curves, "hypergrad_norm2"), cfg)
+    assert verdict.holds is False
+    assert "against zmdsba (consistent form, specs/zoba.md §5.3): holds" in verdict.measurement
+    assert "against zmdsba-authors (as the authors coded it): does not hold" in verdict.measurement
+    curves["zmdsba-authors"] = [(0, 0, 10.0), (50, 100, 0.9)]
+    assert claim.check(_agg(curves, "hypergrad_norm2"), cfg).holds is True
+    mixed = {**cfg["methods"], "zmdsba-authors": {"method": "zmdsba", "params": {"v_reinit": True}}}
+    assert zoba_experiments.zmdsba_form({**cfg, "methods": mixed}, "zmdsba-authors") == "mixed (v_reinit)"
+
+
 # ------------------------------------------------------------------------------------------------ dimensions
 
 def test_scaling_law_gives_the_documented_counts():

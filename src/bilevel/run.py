@@ -162,10 +162,10 @@ def _decode(obj, device: torch.device):
     return obj.to(device) if isinstance(obj, torch.Tensor) else obj
 
 
-def _save_checkpoint(path: Path, key: str, state: State, counts: dict, elapsed: float, rows: list[dict]) -> None:
+def _save_checkpoint(path: Path, key: str, state: State, oracle: Oracle, elapsed: float, rows: list[dict]) -> None:
     payload = {"key": key, "x": state.x, "y": state.y, "k": state.k, "rng": state.rng.get_state(),
                "aux": _encode(state.aux), "diagnostics": state.diagnostics, "hypergradient": _encode(state.hypergradient),
-               "counts": counts, "elapsed": elapsed, "rows": rows}
+               "counts": oracle.snapshot(), "sampler": oracle.sampler_state(), "elapsed": elapsed, "rows": rows}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -225,9 +225,10 @@ def _reporter(progress: bool | Callable[[str], None]) -> Callable[[str], None] |
 class _Loop:
     """The mutable parts of one run: the counting oracle, the clock and its timed seconds, the rows."""
 
-    def __init__(self, method: Method, problem: BilevelProblem, metrics: dict[str, Metric], say):
+    def __init__(self, method: Method, problem: BilevelProblem, metrics: dict[str, Metric], say,
+                 sampler: str = "replacement"):
         self.method, self.problem, self.metrics, self.say = method, problem, metrics, say
-        self.oracle = Oracle(problem)
+        self.oracle = Oracle(problem, sampler)
         self.clock = Clock(problem.device)
         self.rows: list[dict] = []
         self.elapsed = 0.0
@@ -267,6 +268,7 @@ class _Loop:
         state.aux, state.diagnostics = _decode(resume["aux"], device), resume["diagnostics"]
         state.hypergradient = _decode(resume["hypergradient"], device)
         self.oracle.counts.update(resume["counts"])
+        self.oracle.load_sampler_state(resume.get("sampler", {}))
         self.elapsed, self.rows[:] = resume["elapsed"], resume["rows"]
         if self.say:
             self.say(f"[{self.method.name}] resumed from {path} at step {state.k} ({self.elapsed:.2f}s timed)")
@@ -321,6 +323,7 @@ def run(
     progress: bool | Callable[[str], None] = False,
     target: tuple[str, float] | None = None,
     checkpoint: Checkpoint | None = None,
+    sampler: str = "replacement",
 ) -> RunResult:
     """Run ``method`` on ``problem`` until a budget is spent.
 
@@ -332,7 +335,10 @@ def run(
     Metrics are evaluated at step 0, every ``eval_every`` steps and at the last step. ``progress`` prints a line per
     evaluation (``True`` = stderr, or a callable taking the line). ``target = (metric, fraction)``
     also stops the run (status ``completed``) at the first evaluation where ``metric`` is at most
-    ``fraction`` times its value at step 0 (e.g. evaluations to a relative tolerance).
+    ``fraction`` times its value at step 0 (e.g. evaluations to a relative tolerance). ``sampler`` is the
+    mini-batch law of every stochastic method (:data:`bilevel.oracle.SAMPLERS`: ``"replacement"``, i.i.d.
+    as the analyses assume; ``"epoch"``, random reshuffling; ``"blocks"``, the ZOBA authors' benchopt
+    sampler).
     """
     limits = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_function_evals": max_function_evals,
               "max_seconds": max_seconds}
@@ -345,11 +351,13 @@ def run(
     say = _reporter(progress)
     if method.uses_torch_func:
         warm_up()
-    loop = _Loop(method, problem, metrics, say)
+    loop = _Loop(method, problem, metrics, say, sampler)
     budgets = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_seconds": max_seconds,
                "eval_every": eval_every, "target": target}
     if max_function_evals is not None:  # only when set: the checkpoint keys of earlier runs stay valid
         budgets["max_function_evals"] = max_function_evals
+    if sampler != "replacement":  # likewise
+        budgets["sampler"] = sampler
     ckpt_path, key, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
     if problem.resample is not None:
         problem.resample(0)
@@ -376,7 +384,7 @@ def run(
                 status = "diverged"
                 break
         if checkpoint is not None and state.k % checkpoint.every == 0:
-            _save_checkpoint(ckpt_path, key, state, loop.oracle.snapshot(), loop.elapsed, loop.rows)
+            _save_checkpoint(ckpt_path, key, state, loop.oracle, loop.elapsed, loop.rows)
     if status == "completed" and last_eval != state.k and not loop.evaluate(state):
         status = "diverged"
     if checkpoint is not None:

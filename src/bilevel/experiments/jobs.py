@@ -104,7 +104,8 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
     optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters). A method's
     own ``budget`` entry overrides the section's budget keys (e.g. more iterations for a cheaper method,
     so that every method gets a comparable wall time). With ``checkpoint_dir``, the run saves
-    ``<checkpoint_dir>/<phase>.pt`` every ``checkpoint_every`` steps (default 50) and resumes from it."""
+    ``<checkpoint_dir>/<phase>.pt`` every ``checkpoint_every`` steps (default 50) and resumes from it. The
+    section's ``sampler`` (default ``replacement``) is the mini-batch law of every method of the figure."""
     from .. import methods as method_registry
     from ..run import Checkpoint, run
 
@@ -119,7 +120,7 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
                  max_function_evals=section.get("max_function_evals"), max_seconds=section.get("max_seconds"),
                  eval_every=section.get("eval_every", 1), seed=seed,
                  progress=progress, target=None if target is None else (target["metric"], target["fraction"]),
-                 checkpoint=checkpoint)
+                 checkpoint=checkpoint, sampler=section.get("sampler", "replacement"))
     return tidy(result.trace, **_labels(exp_name, phase, problem, label, mname, method.params(), seed))
 
 

@@ -10,13 +10,19 @@ per outer iteration k, with Gaussian directions:
    ``Ĉ = mean (g(y + μ₂v₁, x + η₂v₂) + g(y − μ₂v₁, x − η₂v₂) − 2g(y, x))/(2 η₂ μ₂ / cross_scale) · v₁v₂ᵀ``;
 3. SZHIA: ``solver_steps`` (b_k = 1) steps ``v ← v − γ₀/√(t+1) [(v₁v₁ᵀ − I) b v − ∇̂_y f]`` with
    ``b = (g(y + μ₂v₁) + g(y − μ₂v₁) − 2g(y))/(2μ₂²)``, so v tracks ``+[∇²_yy g]⁻¹ ∇_y f``;
-4. outer step ``x ← x − outer_lr (∇̂_x f − Ĉᵀ v)``.
+4. outer step ``x ← x − α_k (∇̂_x f − Ĉᵀ v)``, ``α_k = outer_lr/(k+1)^outer_schedule_exponent``.
 
-Consistent form (default) vs the reference: the reference forms ``Ĉ v`` with ``v ∈ R^d`` (only valid
-when p = d; we use ``Ĉᵀ v``, ``v ∈ R^p``), divides the cross difference by ``η₂μ₂`` (``cross_scale=2``
-reproduces that 2× bias; default 1 = unbiased) and re-initialises v to zero at every call
-(``v_reinit=True``; default False warm-starts v). η₂ is not available to us; default η₂ = μ₂ = 1e-3
-(our choice). The inner loop is sequential by construction (each step needs the previous iterate):
+Consistent form (default) vs the reference, the ZOBA authors' code (``specs/zoba.md`` §5.3, and the
+traces of ``shared/reference/zoba_authors``): the reference forms ``Ĉ v`` with ``v ∈ R^d`` (only valid
+when p = d; ``cross_product="as-coded"`` reproduces it, default ``"transpose"``: ``Ĉᵀ v``, ``v ∈ R^p``),
+divides the cross difference by ``η₂μ₂`` (``cross_scale=2`` reproduces that 2× bias; default 1 =
+unbiased), re-initialises v to zero at every call (``v_reinit=True``; default False warm-starts v) and
+decays the outer step as ``step/√(k+1)`` (benchopt's scheduler: ``outer_schedule_exponent=0.5``; the
+spec's §5.3 states a constant step, our default 0). :data:`bilevel.experiments.zoba.ZMDSBA_AUTHORS_FORM`
+collects the four. With the
+reference's v (zero, then one SZHIA step of γ₀ = 5e-4) the implicit term is ~5e-4 of a one-sample
+estimate, so the reference ZMDSBA is in effect ∇̂_x f descent with a decaying step. η₂ is not available
+to us; default η₂ = μ₂ = 1e-3 (our choice). The inner loop is sequential by construction (each step needs the previous iterate):
 ``inner_steps`` small oracle calls of 2 points each, which ``Oracle.values`` evaluates by direct calls
 (``Oracle.direct_up_to``: no vectorization set-up per step), then one vectorized call per level for all
 outer estimates.
@@ -46,13 +52,16 @@ from .zoba import DIRECTION_STREAM
 @dataclass(frozen=True)
 class ZMDSBA(Method):
     """Parameters: ``inner_steps`` t_k, ``inner_lr`` β0, ``mu2``, ``outer_samples`` s_k, ``eta1``, ``eta2``,
-    ``solver_steps`` b_k, ``solver_lr`` γ0, ``outer_lr`` α, ``cross_scale``, ``v_reinit``, ``evaluation``."""
+    ``solver_steps`` b_k, ``solver_lr`` γ0, ``outer_lr`` α, ``outer_schedule_exponent``, ``cross_scale``,
+    ``v_reinit``, ``cross_product``, ``evaluation``."""
 
     name = "zmdsba"
     positive = ("inner_lr", "mu2", "eta1", "eta2", "solver_lr", "outer_lr")
+    nonnegative = ("outer_schedule_exponent",)
     counts = ("inner_steps", "solver_steps")
     at_least_one = ("outer_samples",)
-    choices = {"cross_scale": (1, 2), "evaluation": EVALUATION_MODES}
+    choices = {"cross_scale": (1, 2), "cross_product": ("transpose", "as-coded"), "v_reinit": (True, False),
+               "evaluation": EVALUATION_MODES}
 
     inner_steps: int = 20
     inner_lr: float = 5e-4
@@ -63,11 +72,16 @@ class ZMDSBA(Method):
     solver_steps: int = 1
     solver_lr: float = 5e-4
     outer_lr: float = 1e-5
+    outer_schedule_exponent: float = 0.0
     cross_scale: int = 1
     v_reinit: bool = False
+    cross_product: str = "transpose"
     evaluation: str = "batched"
 
     def init(self, oracle, x0, y0, seed) -> State:
+        if self.cross_product == "as-coded" and x0.numel() != y0.numel():
+            raise ValueError(f"zmdsba: cross_product='as-coded' forms Ĉ v with v of the outer dimension, which "
+                             f"needs dim_inner = dim_outer (got {y0.numel()} and {x0.numel()}); use 'transpose'")
         state = super().init(oracle, x0, y0, seed)
         state.aux["v"] = torch.zeros_like(y0)
         state.aux["direction_rng"] = make_generator(int(seed) + DIRECTION_STREAM)
@@ -134,8 +148,9 @@ class ZMDSBA(Method):
             hv = est["curv"][t] * (w * (w @ v) - v)
             v = v - self.solver_lr / (t + 1) ** 0.5 * (hv - est["grad_y_f"])
         state.aux["v"] = v
-        d_x = est["grad_x_f"] - est["cross"].T @ v
+        cross = est["cross"] if self.cross_product == "as-coded" else est["cross"].T
+        d_x = est["grad_x_f"] - cross @ v
         state.hypergradient = (state.x, d_x)
-        state.x = state.x - self.outer_lr * d_x
+        state.x = state.x - self.outer_lr / (state.k + 1) ** self.outer_schedule_exponent * d_x
         state.k += 1
         return state

@@ -12,7 +12,10 @@ with ``D_y`` a central difference of g, ``Hv`` / ``Cv`` the Stein estimates of `
 ``∇²_xy g·v``, and forward differences of f (§3.4). Every function value of a step is independent of
 the others: the g-points and the f-points of a step are each evaluated in ONE vectorized oracle call
 (``evaluation="batched"``), and values are reused across estimators (``g±`` feed ``D_y`` and ``Hv``;
-``g0`` feeds ``Hv`` and ``Cv``; ``f0`` both f-estimators). Evaluations per step (§3.6):
+``g0`` feeds ``Hv`` and ``Cv``; ``f0`` both f-estimators). The points are written in place from the
+directions and the scales (``PointSet.add(dy=w, dy_scale=h)``), and the call is the problem's fused
+evaluation where it has one (the quadratic's; ``benchmarks/zoba_step.py --iteration`` times an iteration
+against the bare evaluation of its points). Evaluations per step (§3.6):
 ZOBA ``b1(1 + 4 l1) + b2(1 + 2 l2)``, HF-ZOBA ``b1(2 + 4 l1) + b2(1 + 2 l2)``.
 
 Choices exposed as parameters (defaults = reference): ``direction_seed`` (None = a stream derived from
@@ -106,8 +109,8 @@ class _ZerothOrderSOBA(Method):
         shape = (self.b2, self.l2)
         points = PointSet(state.x, state.y)
         points.add("f0", samples=zeta, shape=(self.b2,))
-        points.add("fy", dy=self.h * wf, samples=_per_point(zeta, shape))
-        points.add("fx", dx=self.h * uf, samples=_per_point(zeta, shape))
+        points.add("fy", dy=wf, dy_scale=self.h, samples=_per_point(zeta, shape))
+        points.add("fx", dx=uf, dx_scale=self.h, samples=_per_point(zeta, shape))
         vals = points.evaluate(oracle, "f", self.evaluation)
         return (forward_difference(vals["fy"], vals["f0"], self.h, wf),
                 forward_difference(vals["fx"], vals["f0"], self.h, uf))
@@ -144,14 +147,15 @@ class ZOBA(_ZerothOrderSOBA):
         shape, h, v = (self.b1, self.l1), self.h, state.aux["v"]
         points = PointSet(state.x, state.y)
         points.add("g0", samples=xi, shape=(self.b1,))
-        points.add("plus", dy=h * w, samples=_per_point(xi, shape))
-        points.add("minus", dy=-h * w, samples=_per_point(xi, shape))
-        points.add("joint_plus", dx=h * u, dy=h * w, samples=_per_point(xi, shape))
-        points.add("joint_minus", dx=-h * u, dy=-h * w, samples=_per_point(xi, shape))
+        points.add("plus", dy=w, dy_scale=h, samples=_per_point(xi, shape))
+        points.add("minus", dy=w, dy_scale=-h, samples=_per_point(xi, shape))
+        points.add("joint_plus", dx=u, dx_scale=h, dy=w, dy_scale=h, samples=_per_point(xi, shape))
+        points.add("joint_minus", dx=u, dx_scale=-h, dy=w, dy_scale=-h, samples=_per_point(xi, shape))
         g = points.evaluate(oracle, "g", self.evaluation)
         d_y = central_difference(g["plus"], g["minus"], h, w)
-        hv = stein_hessian_vector(second_difference(g["plus"], g["minus"], g["g0"], h), w, v)
-        cv = stein_cross(second_difference(g["joint_plus"], g["joint_minus"], g["g0"], h), w, u, v)
+        wv = w @ v
+        hv = stein_hessian_vector(second_difference(g["plus"], g["minus"], g["g0"], h), w, v, wv=wv)
+        cv = stein_cross(second_difference(g["joint_plus"], g["joint_minus"], g["g0"], h), w, u, v, wv=wv)
         return d_y, hv, cv
 
 
@@ -173,10 +177,10 @@ class HFZOBA(_ZerothOrderSOBA):
         points = PointSet(state.x, state.y)
         points.add("base", samples=xi, shape=(self.b1,))
         points.add("base_v", dy=shift.expand(self.b1, -1), samples=xi)
-        points.add("y", dy=h * w, samples=_per_point(xi, shape))
-        points.add("x", dx=h * u, samples=_per_point(xi, shape))
-        points.add("y_v", dy=shift + h * w, samples=_per_point(xi, shape))
-        points.add("x_v", dx=h * u, dy=shift.expand(*shape, -1), samples=_per_point(xi, shape))
+        points.add("y", dy=w, dy_scale=h, samples=_per_point(xi, shape))
+        points.add("x", dx=u, dx_scale=h, samples=_per_point(xi, shape))
+        points.add("y_v", dy=torch.add(shift, w, alpha=h), samples=_per_point(xi, shape))
+        points.add("x_v", dx=u, dx_scale=h, dy=shift.expand(*shape, -1), samples=_per_point(xi, shape))
         g = points.evaluate(oracle, "g", self.evaluation)
         grad_y = forward_difference(g["y"], g["base"], h, w)
         grad_x = forward_difference(g["x"], g["base"], h, u)

@@ -74,6 +74,13 @@ class BilevelProblem:
         For episodic problems (few-shot meta-learning): ``resample(k)`` installs the data that ``f`` and
         ``g`` see during outer step ``k`` (its meta-batch of tasks). :func:`bilevel.run` calls it before
         every step, outside the timed region; ``None`` for problems whose data never change.
+    vectorized:
+        Optional fused evaluations, ``{"f": values_f, "g": values_g}`` (either or both levels, or none):
+        ``values(xs, ys, batch)`` returns the (B,) values at the B points ``(xs[k], ys[k])``, equal up to
+        float rounding to ``vmap`` of the level's function, with ``batch`` None (full data), a 1-D index
+        tensor shared by every point or a (B, b) tensor of per-point indices. :meth:`Oracle.values
+        <bilevel.oracle.Oracle.values>` uses it instead of ``vmap`` (same counts: one value per point);
+        a problem without it is evaluated through ``vmap`` of ``f`` / ``g``.
     """
 
     f: Objective
@@ -85,10 +92,15 @@ class BilevelProblem:
     name: str = "custom"
     info: dict = field(default_factory=dict)
     resample: Callable[[int], None] | None = None
+    vectorized: dict[str, Callable[..., torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not callable(self.f) or not callable(self.g):
             raise TypeError("BilevelProblem needs callables f(x, y) and g(x, y)")
+        self.vectorized = dict(self.vectorized or {})
+        if set(self.vectorized) - {"f", "g"} or not all(map(callable, self.vectorized.values())):
+            raise ValueError(f"vectorized must map levels 'f' / 'g' to callables values(xs, ys, batch), got "
+                             f"{self.vectorized!r}")
         self.x0 = _check_point("x0", self.x0)
         self.y0 = _check_point("y0", self.y0)
         if self.x0.dtype != self.y0.dtype or self.x0.device != self.y0.device:
