@@ -111,3 +111,22 @@ def test_zmdsba_as_coded_cross_product_needs_equal_dimensions():
         method.init(Oracle(problem), problem.x0, problem.y0, 0)
     with pytest.raises(ValueError, match="cross_product"):
         bilevel.methods.make("zmdsba", cross_product="transposed")
+
+
+def test_the_optimization_sections_sampler_reaches_every_run():
+    from bilevel.experiments.jobs import optimization_run
+
+    cfg = {"problem": {"name": "quadratic", "params": {"dim_inner": 4, "dim_outer": 3, "n_samples_inner": 30,
+                                                       "n_samples_outer": 30, "seed": 0}},
+           "methods": {"soba": {"method": "soba", "params": {"batch_size": 8}}},
+           "optimization": {"max_iters": 6, "eval_every": 3}}
+    iid = optimization_run("e", cfg, "soba", seed=1)
+    blocks = optimization_run("e", {**cfg, "optimization": {**cfg["optimization"], "sampler": "blocks"}}, "soba", seed=1)
+    explicit = optimization_run("e", {**cfg, "optimization": {**cfg["optimization"], "sampler": "replacement"}}, "soba",
+                                seed=1)
+
+    def final(rows):
+        return float(rows[rows.metric == "hypergrad_norm2"]["value"].iloc[-1])
+
+    assert final(explicit) == final(iid)  # replacement is the default
+    assert final(blocks) != pytest.approx(final(iid), rel=1e-6)

@@ -186,11 +186,12 @@ def test_evaluation_counts_match_the_formulas(quad, name, per_g, per_f):
     assert per_g(defaults.b1, defaults.l1) in (10025, 10050) and per_f(defaults.b2, defaults.l2) == 30
 
 
-@pytest.mark.parametrize("name", ["zoba", "hf-zoba", "zmdsba"])
+@pytest.mark.parametrize("name", ["zoba", "hf-zoba", "zmdsba", "zdsba"])
 def test_batched_and_looped_steps_give_identical_numbers(quad, name):
     """The evaluation layout changes the speed, never the numbers or the counts."""
     small = {"zoba": dict(l1=4, b1=3, b2=2, l2=2), "hf-zoba": dict(l1=4, b1=3, b2=2, l2=2),
-             "zmdsba": dict(inner_steps=3, outer_samples=5, solver_steps=2)}[name]
+             "zmdsba": dict(inner_steps=3, outer_samples=5, solver_steps=2),
+             "zdsba": dict(inner_steps=3, inner_directions=2, outer_samples=5, neumann_terms=3, hessian_samples=2)}[name]
     results = [run(bilevel.methods.make(name, evaluation=mode, **small), quad, max_iters=3, seed=4)
                for mode in zo.EVALUATION_MODES]
     for other in results[1:]:
