@@ -12,7 +12,13 @@ own sample ζ_i / ξ_i), two-point estimates::
 directions (implemented as our √d-sphere directions with step ρ/√d: the same numbers), ``"gaussian"``
 the Gaussian-smoothing estimator without the d factor. ``crn`` (A-5): the two gradient estimates of
 (21) share their directions (default) or draw their own. The round's directions (and samples) are
-drawn once and reused by the STORM correction at the previous iterate. All points of one estimate are
+drawn once and reused by the STORM correction at the previous iterate. ``y_box`` (A-6): Algorithm 2
+projects x and v but not y (default None, as printed); a number b projects y onto ``[−b, b]^d`` after
+every round (the single-level attack's ``min_{y ∈ Y}`` imposed in the method; the attack problems impose
+their budget themselves, for every method alike). Stability (measured on the attack, see
+:mod:`bilevel.experiments.sogd_online`): on a curvature μ the y-step is mean-square stable only for
+``β < 2/(μ (d2/b_g + 1 − 1/b_g))``, the second moment of the d/(2ρ) sphere estimator with b_g directions,
+so the number of directions b_g matters as much as β. All points of one estimate are
 evaluated in one vectorized oracle call per level (:class:`~bilevel.components.zeroth_order.PointSet`).
 Cost per estimate: 10·b_g values of g and 4·b_f values of f (twice from round 2 on: the correction).
 """
@@ -32,11 +38,12 @@ from .registry import register
 @dataclass(frozen=True)
 class ZOSOGD(SOGD):
     """Zeroth-order SOGD; parameters of SOGD plus ``b_f``, ``b_g``, ``rho_r``, ``rho_s``, ``rho_v``,
-    ``direction_law``, ``crn``, ``evaluation``."""
+    ``direction_law``, ``crn``, ``evaluation``, ``y_box``."""
 
     name: ClassVar[str] = "zo-sogd"
     uses_torch_func: ClassVar[bool] = True  # vectorized function values
-    positive: ClassVar[tuple[str, ...]] = SOGD.positive + ("rho_r", "rho_s", "rho_v")
+    positive: ClassVar[tuple[str, ...]] = SOGD.positive + ("rho_r", "rho_s", "rho_v", "y_box")
+    optional: ClassVar[tuple[str, ...]] = SOGD.optional + ("y_box",)
     at_least_one: ClassVar[tuple[str, ...]] = ("b_f", "b_g")
     choices: ClassVar[dict[str, tuple]] = {**SOGD.choices, "direction_law": ("sphere", "gaussian"),
                                            "evaluation": zo.EVALUATION_MODES}
@@ -49,6 +56,7 @@ class ZOSOGD(SOGD):
     direction_law: str = "sphere"
     crn: bool = True
     evaluation: str = "batched"
+    y_box: float | None = None
 
     def steps(self, t: int) -> dict[str, float]:
         """As SOGD, except that the theory schedule (eq. 26) sets ``γ_{t+1} = min(1, c_gamma α_t)`` (likewise
@@ -60,6 +68,13 @@ class ZOSOGD(SOGD):
             out.update(gamma=min(1.0, self.c_gamma * prev), lam=min(1.0, self.c_lambda * prev),
                        eta=min(1.0, self.c_eta * prev))
         return out
+
+    def step(self, oracles, state, project=lambda x: x):
+        """SOGD's round, then (with ``y_box``) the projection of y onto ``[−y_box, y_box]^d``."""
+        state = super().step(oracles, state, project)
+        if self.y_box is not None:
+            state.y = state.y.clamp(-self.y_box, self.y_box)
+        return state
 
     def _step(self, rho: float, dim: int) -> float:
         return rho / math.sqrt(dim) if self.direction_law == "sphere" else rho

@@ -22,6 +22,13 @@ Near 0 the map is the identity (δ'(0) = 1), so smoothing radii keep their meani
 on the applied perturbation δ, so in δ the problem is the unconstrained one restricted to the box
 ``[−ε, ε]^{r²}``. No box is imposed on the perturbed pixels ``a + P(y)`` (images are in [0, 1]).
 
+**Pixel scale** (``pixel_range`` = s of :func:`attack_setup`, default 1; the online attack exposes it, A-6
+of ``specs/sogd.md``). The attacker works in units in which the pixel values span a range s: ``y``, ε,
+the regulariser and every step size and smoothing radius of a method are in those units, and the
+classifier sees ``a + P(y)/s`` (s = 10 is the SOGD paper's literal "we normalize the pixel values to
+Y = [−5, 5]^d"). The perturbation metrics are in the same units (so ``‖P(y)‖∞ ≤ ε`` still holds). With
+s = 1 the problem is unchanged.
+
 The attacked images are drawn (by the run seed) from the rows the classifier was NOT trained on and
 that it classifies correctly, so accuracy under attack starts at 1. Reported metrics (on a third set
 ``D_test`` the attack never queried): ``accuracy_under_attack``, ``attack_loss_test``,
@@ -65,7 +72,7 @@ class AttackSetup:
     images (N, 784) and labels, ``pool`` = indices of the held-out images the classifier gets right (the
     only ones attacked), the upsampling of an ``r × r`` grid to the image, the budget ``epsilon``, the
     dataset and the classifier's provenance record. ``applied(y)`` = δ(y) on the grid, ``perturbation(y)``
-    = P(y) on the image."""
+    = P(y)/s on the image (s = ``pixel_range``, the range of the pixels in the units of y; 1: the same units)."""
 
     scores: Callable[[torch.Tensor], torch.Tensor]
     images: torch.Tensor
@@ -76,6 +83,7 @@ class AttackSetup:
     dataset: object
     record: dict
     epsilon: float | None = None
+    pixel_range: float = 1.0
 
     @property
     def dim(self) -> int:
@@ -86,20 +94,28 @@ class AttackSetup:
         return bounded(y, self.epsilon)
 
     def perturbation(self, y: torch.Tensor) -> torch.Tensor:
-        """P(y) = upsample(δ(y)), what is added to the images."""
-        return self.upsample(bounded(y, self.epsilon))
+        """P(y)/s = upsample(δ(y))/s, what is added to the images (pixels in [0, 1])."""
+        applied = self.upsample(bounded(y, self.epsilon))
+        return applied if self.pixel_range == 1.0 else applied / self.pixel_range
 
     def norms(self) -> dict:
-        """The metrics ``perturbation_linf`` / ``perturbation_l2`` (of P(y)) as ``metric(y)``."""
-        return {"perturbation_linf": lambda y: float(self.perturbation(y).abs().max()),
-                "perturbation_l2": lambda y: float(torch.linalg.vector_norm(self.perturbation(y)))}
+        """The metrics ``perturbation_linf`` / ``perturbation_l2`` of P(y) (in the units of y) as ``metric(y)``."""
+        def size(y: torch.Tensor) -> torch.Tensor:
+            return self.upsample(bounded(y, self.epsilon))
+
+        return {"perturbation_linf": lambda y: float(size(y).abs().max()),
+                "perturbation_l2": lambda y: float(torch.linalg.vector_norm(size(y)))}
 
 
 def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: torch.dtype,
                  device: str | torch.device, what: str = "blackbox_attack",
-                 epsilon: float | None = None) -> AttackSetup:
-    """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on."""
+                 epsilon: float | None = None, pixel_range: float = 1.0) -> AttackSetup:
+    """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on;
+    ``pixel_range``: the range of the pixels in the units of y and ε (pixel scale, above)."""
     check_epsilon(epsilon, what)
+    if not (isinstance(pixel_range, int | float) and pixel_range > 0):
+        raise ValueError(f"{what}: pixel_range (the range of the pixel values in the units of y) must be > 0, "
+                         f"got {pixel_range!r}")
     side = 28
     if side % int(resolution):
         raise ValueError(f"{what}: resolution must divide 28, got {resolution}")
@@ -118,7 +134,7 @@ def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: 
     return AttackSetup(scores=lambda a: mlp(params, a), images=images.to(dtype=dtype, device=device),
                        labels=labels.to(device=device), pool=pool[correct], resolution=r, upsample=upsample,
                        dataset=trained["dataset"], record=trained["record"],
-                       epsilon=None if epsilon is None else float(epsilon))
+                       epsilon=None if epsilon is None else float(epsilon), pixel_range=float(pixel_range))
 
 
 @register("blackbox_attack")

@@ -14,13 +14,27 @@ to the image, ``P(y)`` (:class:`.attack.AttackSetup`), with per-coordinate regul
 Y". Read literally, pixels span Y (a range of 10) and the perturbation box is Y too, i.e. a budget of
 half the pixel range; the ZO-AdaMM reading (a typo for ``[−0.5, 0.5]``, pixels in ``[−0.5, 0.5]``) gives
 the same ratio. Our pixels are in [0, 1], so both readings give ``epsilon`` = ε = 0.5 (the default;
-``epsilon: 5`` would be no constraint at all on [0, 1] pixels, ``null`` removes the budget). The literal
+``epsilon: 5`` would be no constraint at all on [0, 1] pixels, ``null`` removes the budget) -- the same
+budget in image units, but not the same units of y (pixel scale, below: the literal reading is
+``pixel_range: 10, epsilon: 5``). The literal
 reading is the one consistent with the paper's observation "max y_t never exceeds 4" (0.8 ε: an
 unprojected iterate staying inside Y; under the typo reading it would lie outside Y). Algorithm 2 has
 no projection of y, so the box is imposed by the change of variables in the problem (Carlini & Wagner
 2017), the same for every method (:mod:`.attack`).
 
-One sample is one image, so a method's batch of b samples draws b of the round's images.
+**Pixel scale** (``pixel_range``, A-6; :mod:`.attack`). The budget above fixes only the ratio ε / pixel
+range; the units of y do not follow from it. ``pixel_range`` = s expresses y, ε, the regulariser (and so
+every step size and smoothing radius of a method) in units in which the pixels span s: the classifier sees
+``a + P(y)/s``. s = 1 (default, with ε = 0.5) is the ZO-AdaMM reading (pixels in [−0.5, 0.5]); s = 10 with
+ε = 5 is the text as printed (pixels normalised to Y = [−5, 5]^d), under which the regulariser
+``½ Σ e^x δ²`` weighs 100 times more against the margin loss and ``∇_x g`` is 100 times larger. The
+perturbation metrics are in the units of y (``‖P(y)‖∞ ≤ ε`` for every s).
+
+**The set X of x** (``x_domain``). §5.1 writes ``x ∈ R^d_+`` ("instead of λ"): ``"nonnegative"`` makes the
+stream's projection Π_X the clamp at 0 (the weights ``e^x ≥ 1``); ``"real"`` (default) leaves x free.
+
+One sample is one image, so a method's batch of b samples draws b of the round's images (the paper's
+estimator has one direction per sample of the round's batch: b_g = ``batch_train``, b_f = ``batch_val``).
 
 The S-stage scenario (open choice S-1, our design; the paper gives no details): the ten classes are split
 into ``stages`` consecutive groups (``numpy.array_split``: 0-2, 3-5, 6-7, 8-9 for S = 4); stage s lasts
@@ -46,23 +60,32 @@ from .base import BilevelProblem
 from .online import BilevelStream
 from .registry import register
 
+#: the feasible set X of the weights' logarithms x: the box of :class:`.online.BilevelStream` (None: R^d)
+X_DOMAINS = {"real": None, "nonnegative": (0.0, float("inf"))}
+
 
 @register("online_attack")
 def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int = 4, stage_length: int = 50,
                        batch_train: int = 20, batch_val: int = 20, n_test: int = 100, n_val_pool: int = 50,
                        kappa: float = 0.0, epsilon: float | None = 0.5, x0_value: float = 0.0,
+                       pixel_range: float = 1.0, x_domain: str = "real",
                        classifier: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
                        device: str | torch.device = "cpu") -> BilevelStream:
     """The S-stage online attack stream above on ``dataset`` (MNIST or its labelled stand-in); ``epsilon``
-    = ε, the L∞ budget of P(y) (A-6 above)."""
+    = ε, the L∞ budget of P(y), and ``pixel_range``, the range of the pixels in the units of y (A-6 above);
+    ``x_domain``: X = R^d (``"real"``) or R^d_+ (``"nonnegative"``)."""
     what = "online_attack"
+    if x_domain not in X_DOMAINS:
+        raise ValueError(f"{what}: x_domain must be one of {', '.join(X_DOMAINS)}, got {x_domain!r}")
+    if x_domain == "nonnegative" and x0_value < 0:
+        raise ValueError(f"{what}: x0_value = {x0_value} lies outside X = R^d_+ (x_domain 'nonnegative')")
     if not 1 <= int(stages) <= 10:
         raise ValueError(f"{what}: stages must be between 1 and 10 (the classes are split into stages), got {stages}")
     if min(stage_length, batch_train, batch_val, n_test, n_val_pool) < 1 or kappa < 0:
         raise ValueError(f"{what}: stage_length, batch sizes, n_test and n_val_pool must be >= 1 and kappa >= 0")
     if batch_val > n_val_pool:
         raise ValueError(f"{what}: batch_val = {batch_val} exceeds the validation pool n_val_pool = {n_val_pool}")
-    setup = attack_setup(dataset, resolution, classifier, dtype, device, what, epsilon=epsilon)
+    setup = attack_setup(dataset, resolution, classifier, dtype, device, what, epsilon=epsilon, pixel_range=pixel_range)
     groups = [torch.as_tensor(g) for g in np.array_split(np.arange(10), int(stages))]
     gen = torch.Generator().manual_seed(int(seed))
     pools = []
@@ -109,9 +132,10 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
     y0 = torch.zeros(setup.dim, dtype=dtype, device=device)
     ds, norms = setup.dataset, setup.norms()
     return BilevelStream(
-        make_round=make_round, x0=x0, y0=y0, name=f"online_attack[{ds.label}]",
+        make_round=make_round, x0=x0, y0=y0, name=f"online_attack[{ds.label}]", x_box=X_DOMAINS[x_domain],
         info={"dataset": ds.name, "stand_in_for": ds.stand_in_for, "dataset_label": ds.label,
-              "resolution": setup.resolution, "epsilon": setup.epsilon, "stages": [g.tolist() for g in groups],
+              "resolution": setup.resolution, "epsilon": setup.epsilon, "pixel_range": setup.pixel_range,
+              "x_domain": x_domain, "stages": [g.tolist() for g in groups],
               "stage_length": stage_length,
               "classifier": setup.record},
         metrics={"accuracy_under_attack": accuracy,
