@@ -171,6 +171,22 @@ def test_agreement_claims_have_known_verdicts(case):
         assert claims["sogd_sweeps/values-like-paper"].check(aggregate(rows), strict).holds is True
 
 
+def test_stated_best_is_judged_only_on_a_grid_that_discriminates():
+    """The paper's Table 2 pattern: its best cell (β = 0.1, α = 0.001; row 3, column 0) is our lowest and the
+    claim holds; a grid of ties (every cell 1.0 but 0.99 at the stated cell: an attack that does not move) is
+    reported and not judged; the stated cell above the others fails."""
+    claim = next(c for c in get_experiment("sogd_sweeps").claims if c.id == "sogd_sweeps/stated-best-is-best")
+    paper2, _ = _paper("table2")
+    assert claim.check(aggregate(_rows({"table2": paper2})), _cfg("table2")).holds is True
+    ties = np.ones((4, 4))
+    ties[3, 0] = 0.99
+    verdict = claim.check(aggregate(_rows({"table2": ties})), _cfg("table2"))
+    assert verdict.holds is None and "does not discriminate" in verdict.measurement
+    worse = paper2.copy()
+    worse[3, 0] = 0.9
+    assert claim.check(aggregate(_rows({"table2": worse})), _cfg("table2")).holds is False
+
+
 # ---------------------------------------------------------------------------------------------- the readings' parameters
 
 SMALL = dict(dataset="mnist", resolution=7, stages=2, stage_length=3, batch_train=4, batch_val=3, n_test=6,
