@@ -16,7 +16,7 @@ from pathlib import Path
 from .base import Experiment
 
 #: modules of this package that hold no experiment (the lookup does not import them)
-INFRASTRUCTURE = frozenset({"base", "config", "jobs", "pipeline", "registry", "runtimes", "tuning"})
+INFRASTRUCTURE = frozenset({"base", "config", "jobs", "pipeline", "registry", "runtimes", "tuning", "zoba_reference"})
 
 _REGISTRY: dict[str, Experiment] = {}
 
