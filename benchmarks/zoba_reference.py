@@ -26,7 +26,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "zoba_au
 
 
 def comparison_iterations(traces, case, cap: int) -> list[int]:
-    rows = traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)]
+    rows = ref.case_rows(traces, case)
     its = sorted(set(rows.iteration))
     last = min(ref.common_last_iteration(traces, case), cap)
     last = max(i for i in its if i <= last)

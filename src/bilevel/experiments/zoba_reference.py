@@ -54,6 +54,11 @@ class Case:
     method: str
 
 
+def case_rows(traces: pd.DataFrame, case: Case) -> pd.DataFrame:
+    """The traces' rows of one case."""
+    return traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)]
+
+
 def load_traces(directory: Path | str = REFERENCE_DIR) -> pd.DataFrame:
     """The authors' traces (``traces.csv``)."""
     path = Path(directory) / "traces.csv"
@@ -80,7 +85,7 @@ def method_params(traces: pd.DataFrame, case: Case, form: str) -> tuple[str, dic
 
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
-    rows = traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)]
+    rows = case_rows(traces, case)
     if rows.empty:
         raise ValueError(f"no reference trace for {case}")
     passed = json.loads(rows["params"].iloc[0])
@@ -99,20 +104,20 @@ def sampler_of(form: str) -> str:
 
 
 def eval_every(traces: pd.DataFrame, case: Case) -> int:
-    rows = traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)]
+    rows = case_rows(traces, case)
     return int(json.loads(rows["params"].iloc[0])["eval_freq"])
 
 
 def authors_values(traces: pd.DataFrame, case: Case, iteration: int) -> list[float]:
     """The authors' ‖∇Ψ(x_k)‖² at ``iteration``, one per seed that reached it."""
-    rows = traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)
-                  & (traces.iteration == iteration)]
+    rows = case_rows(traces, case)
+    rows = rows[rows.iteration == iteration]
     return [float(v) for v in rows.sort_values("seed")["grad_norm2"]]
 
 
 def common_last_iteration(traces: pd.DataFrame, case: Case) -> int:
     """The last iteration that every seed of the authors' runs reached."""
-    rows = traces[(traces.config == case.config) & (traces.problem == case.problem) & (traces.method == case.method)]
+    rows = case_rows(traces, case)
     return int(rows.groupby("seed")["iteration"].max().min())
 
 
