@@ -238,6 +238,33 @@ def decrease_factor(agg: pd.DataFrame, method: str, metric: str, phase: str) -> 
         return float(np.float64(first) / last)
 
 
+#: default of an experiment's ``claims.time_margin``: a time-based claim "A is faster than B" holds only when A
+#: needs at most (1 - margin) times B's time, so that timer noise between identical runs cannot flip it
+TIME_MARGIN = 0.1
+
+
+def time_margin(exp_cfg: dict) -> float:
+    """The experiment's ``claims.time_margin`` (a fraction in [0, 1); default :data:`TIME_MARGIN`)."""
+    margin = float(exp_cfg.get("claims", {}).get("time_margin", TIME_MARGIN))
+    if not 0 <= margin < 1:
+        raise ValueError(f"claims.time_margin must be in [0, 1), got {margin!r}")
+    return margin
+
+
+def faster(t: float | None, reference: float | None, margin: float) -> bool:
+    """Whether time ``t`` beats ``reference`` by the margin: ``t <= (1 - margin) * reference``. None is
+    "never" (the target was not reached): a ``t`` of None never beats, a ``reference`` of None is always beaten
+    by a time."""
+    if t is None:
+        return False
+    return reference is None or t <= (1.0 - margin) * reference
+
+
+def margin_note(margin: float) -> str:
+    """How a time-based verdict was decided, for its measurement text."""
+    return f"faster = at least {100 * margin:g}% less time (claims.time_margin)"
+
+
 def final_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The last evaluation of every (phase, method, seed, metric) of per-seed result rows."""
     last = rows.sort_values("step").groupby(["phase", "method", "seed", "metric"], sort=False).tail(1)

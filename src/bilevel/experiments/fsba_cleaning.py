@@ -36,12 +36,15 @@ from .base import (
     case_params,
     curve,
     dataset_label,
+    faster,
     final_value,
     first_reaching,
+    margin_note,
     method_param,
     methods_of,
     phases,
     run_note,
+    time_margin,
 )
 from .jobs import case_runs
 from .minimax_cubic import PAPER
@@ -67,12 +70,14 @@ def _fmt(t: float | None) -> str:
 
 def faster_than_baselines(metric: str, what: str, lower: bool = True, baselines: tuple[str, ...] = BASELINES):
     """Per phase: the best of FSBA/IFSBA/LFSBA reaches the best final ``metric`` of the ``baselines``
-    (ITD, AID and F2BA by default; median over seeds) in less wall time than the first baseline to reach it."""
+    (ITD, AID and F2BA by default; median over seeds) in less wall time than the first baseline to reach it,
+    by the experiment's time margin (:func:`~.base.faster`)."""
     def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         ours, rivals = methods_of(exp_cfg, *OURS), methods_of(exp_cfg, *baselines)
         if not ours or not rivals:
             return Verdict(None, f"needs an FSBA-family method and one of {', '.join(baselines)}")
-        parts, holds = [], True
+        margin = time_margin(exp_cfg)
+        parts, holds = [margin_note(margin)], True
         for phase in phases(exp_cfg):
             finals = {lab: final_value(agg, lab, metric, phase) for lab in rivals}
             finals = {k: v for k, v in finals.items() if v is not None}
@@ -83,7 +88,7 @@ def faster_than_baselines(metric: str, what: str, lower: bool = True, baselines:
                      for lab in ours + rivals}
             best_ours = min((times[lab] for lab in ours if times[lab] is not None), default=None)
             best_base = min((times[lab] for lab in rivals if times[lab] is not None), default=None)
-            holds &= best_ours is not None and (best_base is None or best_ours < best_base)
+            holds &= faster(best_ours, best_base, margin)
             shown = ", ".join(f"{lab} {_fmt(t)}" for lab, t in times.items())
             parts.append(f"{phase}: best baseline final {what} {target:.4g}, first reached at: {shown}")
         return Verdict(holds, "; ".join(parts))
@@ -237,14 +242,15 @@ def _run_statistic(agg: pd.DataFrame, label: str, metric: str, phase: str, how: 
 
 def _lazy_faster(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
     """Each period m > 1, against the reference m = 1: it reaches the Ψ that m = 1 has half-way through its
-    run in less time than m = 1 (every case). The verdict names the m for which this holds; the claim
-    holds when it holds for every m > 1 of the grid."""
+    run in less time than m = 1 (every case), by the experiment's time margin (:func:`~.base.faster`). The
+    verdict names the m for which this holds; the claim holds when it holds for every m > 1 of the grid."""
     periods = _by_param(exp_cfg, "period")
     base = [lab for lab, m in periods.items() if m == 1]
     lazy = [lab for lab, m in periods.items() if m > 1]
     if not base or not lazy:
         return Verdict(None, "needs a period-1 and a period > 1 configuration")
-    parts, faster = [], dict.fromkeys(lazy, True)
+    margin = time_margin(exp_cfg)
+    parts, beats = [margin_note(margin)], dict.fromkeys(lazy, True)
     for phase in phases(exp_cfg):
         target = _midway(agg, base[0], PSI, phase)
         if target is None:
@@ -253,11 +259,11 @@ def _lazy_faster(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
                  for lab in base + lazy}
         reference = times[base[0]]
         for lab in lazy:
-            faster[lab] &= times[lab] is not None and (reference is None or times[lab] < reference)
+            beats[lab] &= faster(times[lab], reference, margin)
         parts.append(f"{phase}: time to m = 1's half-way Ψ {target:.4g}: "
                      + ", ".join(f"{lab} (m={periods[lab]:g}) {_fmt(t)}" for lab, t in times.items()))
-    verdicts = ", ".join(f"m={periods[lab]:g}: {'yes' if ok else 'no'}" for lab, ok in faster.items())
-    return Verdict(all(faster.values()), f"faster than m = 1 in every case: {verdicts}; " + "; ".join(parts))
+    verdicts = ", ".join(f"m={periods[lab]:g}: {'yes' if ok else 'no'}" for lab, ok in beats.items())
+    return Verdict(all(beats.values()), f"faster than m = 1 in every case: {verdicts}; " + "; ".join(parts))
 
 
 def _penalty_error_decreases(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:

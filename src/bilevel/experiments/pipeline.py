@@ -236,7 +236,10 @@ def claims_markdown(config: dict, aggregates: dict[str, str | Path], results: di
              "configuration, and again on each seed's runs alone (column *seeds*: on how many it holds). "
              "A claim that does not hold is reported as such, never tuned away. *Protocol*: how the "
              "compared methods' parameters were chosen (tuned on held-out seeds by the selection shown, or "
-             "the configured values).", ""]
+             "the configured values). A claim on time (*faster*, *slower*, *fastest*) holds only by a margin: the "
+             "faster method needs at most (1 − m) times the other's time, with m the experiment's "
+             "`claims.time_margin` (default 10%, stated in each such measurement), so that timer noise between "
+             "identical runs does not flip the verdict.", ""]
     counts = {"holds": 0, "does not hold": 0, "not evaluated": 0}
     edges: list[str] = []
     for name, path in aggregates.items():

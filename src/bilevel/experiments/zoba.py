@@ -53,10 +53,13 @@ from .base import (
     curve,
     dataset_label,
     decrease_factor,
+    faster,
     final_value,
     first_reaching,
+    margin_note,
     methods_of,
     run_note,
+    time_margin,
 )
 from .config import method_spec
 from .jobs import optimization_run
@@ -113,15 +116,15 @@ def _reached(agg: pd.DataFrame, label: str, metric: str, target: float, x: str =
     return first_reaching(agg, label, metric, PHASE, target, "median", x, after_start=True)
 
 
-def _faster_than(agg: pd.DataFrame, zoba: str, base: str, metric: str, what: str) -> Verdict:
-    """ZOBA reaches ``base``'s final median ``metric`` in less wall time than ``base`` needs."""
+def _faster_than(agg: pd.DataFrame, exp_cfg: dict, zoba: str, base: str, metric: str, what: str) -> Verdict:
+    """ZOBA reaches ``base``'s final median ``metric`` in less wall time than ``base`` needs, by the time margin."""
     target = final_value(agg, base, metric, PHASE)
     if target is None:
         return Verdict(None, f"no {base} results")
     t_base, t_zoba = _reached(agg, base, metric, target), _reached(agg, zoba, metric, target)
     if t_base is None:  # its final value is its own start (a one-evaluation curve)
         return Verdict(None, f"{base}: no evaluation after the start")
-    return Verdict(t_zoba is not None and t_zoba < t_base,
+    return Verdict(faster(t_zoba, t_base, time_margin(exp_cfg)),
                    f"{base} final median {what} {target:.3g}, first reached at {t_base:.2f} s; "
                    f"{zoba}: {'never' if t_zoba is None else f'{t_zoba:.2f} s'}")
 
@@ -133,9 +136,10 @@ def _reaches_baseline_faster(metric: str, what: str):
         zoba, bases = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, *TWO_LOOP)
         if not zoba or not bases:
             return Verdict(None, "needs a ZOBA and a two-loop (ZMDSBA, ZDSBA) configuration")
-        parts = {base: _faster_than(agg, zoba[0], base, metric, what) for base in bases}
-        shown = "; ".join(f"against {base} ({baseline_form(exp_cfg, base)}): {v.label}, {v.measurement}"
-                          for base, v in parts.items())
+        parts = {base: _faster_than(agg, exp_cfg, zoba[0], base, metric, what) for base in bases}
+        shown = margin_note(time_margin(exp_cfg)) + "; " + \
+            "; ".join(f"against {base} ({baseline_form(exp_cfg, base)}): {v.label}, {v.measurement}"
+                      for base, v in parts.items())
         holds = None if any(v.holds is None for v in parts.values()) else all(v.holds for v in parts.values())
         return Verdict(holds, shown)
     return check
