@@ -145,9 +145,9 @@ def test_attack_stream_is_reproducible_and_rejects_bad_input():
             for s in (a, b)]
     cols = ["step", "accuracy_under_attack", "perturbation_linf", "attack_loss_test", "function_evals"]
     pd.testing.assert_frame_equal(runs[0].trace[cols], runs[1].trace[cols])
-    with pytest.raises(ValueError, match="resolution must divide 28"):
+    with pytest.raises(ValueError, match="parameter resolution must be an integer dividing 28"):
         bilevel.problems.make("online_attack", **{**kwargs, "resolution": 5})
-    with pytest.raises(ValueError, match="stages must be between 1 and 10"):
+    with pytest.raises(ValueError, match=r"parameter stages must be an integer in \[1, 10\]"):
         bilevel.problems.make("online_attack", **{**kwargs, "stages": 11})
     with pytest.raises(ValueError, match="batch_val = 9 exceeds"):
         bilevel.problems.make("online_attack", **{**kwargs, "batch_val": 9})

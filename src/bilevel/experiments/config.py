@@ -149,6 +149,21 @@ def _check_factory_params(factory, params: dict, key: str) -> None:
         raise ConfigError(f"{key}.seed: the problem instance is chosen by the experiment's seeds; remove this key")
 
 
+def _check_problem_values(name: str, places: list[tuple[tuple, dict]], base: dict, prefix: tuple) -> None:
+    """The problem's declared limits (the same ones its factory checks, :mod:`bilevel.limits`) on its
+    parameters and on each override merged over them; the error names the key where the value was set."""
+    from ..limits import ParameterError
+    from ..problems import registry as problem_registry
+
+    for where, overrides in places:
+        try:
+            problem_registry.check_params(name, {**base, **overrides})
+        except ParameterError as err:
+            origin = where if err.param in overrides else ("problem", "params")
+            raise ConfigError(f"{_key(*prefix, *origin, err.param)}: {err.requirement} (problem {name}), "
+                              f"got {err.value!r}") from None
+
+
 def check_experiment(name: str, exp_cfg: dict, experiment, phases=("optimization",)) -> None:
     """Raise :class:`ConfigError` naming the key of the first invalid entry of experiment ``name``
     (``experiment``: its registered :class:`~bilevel.experiments.base.Experiment`)."""
@@ -169,6 +184,12 @@ def check_experiment(name: str, exp_cfg: dict, experiment, phases=("optimization
                               _key("experiments", name, "cases", case))
     places = [(("problem", "params"), prob.get("params", {}))] + \
         [(("cases", case), overrides) for case, overrides in exp_cfg.get("cases", {}).items()]
+    tuning_problem = exp_cfg.get("tuning", {}).get("problem")
+    if tuning_problem:
+        _check_factory_params(problem_registry.get_factory(prob["name"]), tuning_problem,
+                              _key("experiments", name, "tuning", "problem"))
+        places.append((("tuning", "problem"), tuning_problem))
+    _check_problem_values(prob["name"], places, prob.get("params", {}), ("experiments", name))
     for where, params in places:
         dataset = params.get("dataset")
         if dataset is not None:

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import torch
 
+from ..limits import LIMIT_KINDS, ParameterError, choice, interval
 from ..oracle import Oracle
 
 
@@ -42,45 +43,8 @@ def make_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-class ParameterError(ValueError):
-    """A hyper-parameter value is invalid; the message names the method and the parameter."""
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _interval(spec: str):
-    """``"[0, 1)"`` -> a predicate on numbers (bracket = closed end, parenthesis = open end)."""
-    low, high = (float(part) for part in spec[1:-1].split(","))
-    above = (lambda v: v >= low) if spec[0] == "[" else (lambda v: v > low)
-    below = (lambda v: v <= high) if spec[-1] == "]" else (lambda v: v < high)
-    return lambda v: _is_number(v) and above(v) and below(v)
-
-
-def _choice(allowed, accepts_callable: bool):
-    """A predicate: one of ``allowed`` (a bool only where a bool is listed), or a callable if accepted."""
-    options = tuple(allowed)
-
-    def test(v) -> bool:
-        if accepts_callable and callable(v):
-            return True
-        return any(v == o and isinstance(v, bool) == isinstance(o, bool) for o in options)
-
-    return test
-
-
-#: the declarative limit kinds of :class:`Method`: class attribute -> (test of a value, what it requires)
-LIMIT_KINDS = {
-    "positive": (lambda v: _is_number(v) and v > 0, "must be > 0"),
-    "nonnegative": (lambda v: _is_number(v) and v >= 0, "must be >= 0"),
-    "counts": (lambda v: _is_integer(v) and v >= 0, "must be an integer >= 0"),
-    "at_least_one": (lambda v: _is_integer(v) and v >= 1, "must be an integer >= 1"),
-}
+#: the limit kinds a method declares as class attributes (:data:`bilevel.limits.LIMIT_KINDS`)
+METHOD_LIMIT_KINDS = ("positive", "nonnegative", "counts", "at_least_one")
 
 
 @dataclass(frozen=True)
@@ -117,19 +81,20 @@ class Method:
             if value is None and pname in self.optional:
                 continue
             if not ok(value):
-                raise ParameterError(f"{self.name}: parameter {pname} {requirement}, got {value!r}")
+                raise ParameterError.of_limit(self.name, pname, requirement, value)
 
     @classmethod
     def _limits(cls):
         """``(parameter, requirement, test)`` for every declared limit."""
-        for kind, (test, requirement) in LIMIT_KINDS.items():
+        for kind in METHOD_LIMIT_KINDS:
+            test, requirement = LIMIT_KINDS[kind]
             for pname in getattr(cls, kind):
                 yield pname, requirement + (" or None" if pname in cls.optional else ""), test
         for pname, spec in cls.intervals.items():
-            yield pname, f"must be in {spec}", _interval(spec)
+            yield pname, f"must be in {spec}", interval(spec)
         for pname, allowed in cls.choices.items():
             also = " or a callable" if pname in cls.callables else ""
-            yield pname, f"must be one of {', '.join(map(str, allowed))}{also}", _choice(allowed, pname in cls.callables)
+            yield pname, f"must be one of {', '.join(map(str, allowed))}{also}", choice(allowed, pname in cls.callables)
 
     def params(self) -> dict:
         """Hyper-parameters as a plain dict (recorded with every result); a callable is recorded by its

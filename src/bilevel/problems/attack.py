@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import classifiers
+from ..limits import is_integer
 from .base import BilevelProblem
 from .registry import register
 
@@ -60,10 +61,27 @@ def bounded(y: torch.Tensor, epsilon: float | None) -> torch.Tensor:
     return y if epsilon is None else epsilon * torch.tanh(y / epsilon)
 
 
-def check_epsilon(epsilon: float | None, what: str) -> None:
-    if epsilon is not None and not (isinstance(epsilon, int | float) and epsilon > 0):
-        raise ValueError(f"{what}: epsilon (the L-infinity budget of the perturbation) must be > 0 or null, "
-                         f"got {epsilon!r}")
+def _divides_28(value) -> str | None:
+    """The limit of ``resolution``: the attack perturbs an r x r grid of 28 / r pixel blocks."""
+    return None if is_integer(value) and value >= 1 and 28 % value == 0 else "must be an integer dividing 28"
+
+
+def _classifier_spec(value) -> str | None:
+    """The limit of ``classifier``: None or the fields of :class:`~bilevel.classifiers.ClassifierSpec`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return "must be a mapping of classifier settings or None"
+    try:
+        classifiers.ClassifierSpec(**value)
+    except (TypeError, ValueError) as err:
+        return f"is not a valid classifier ({err})"
+    return None
+
+
+#: the declared limits shared by both attack problems (:mod:`bilevel.limits`)
+ATTACK_LIMITS = {"dataset": "string", "resolution": _divides_28, "kappa": "nonnegative", "epsilon": "positive or None",
+                 "x0_value": "number", "classifier": _classifier_spec}
 
 
 @dataclass
@@ -112,13 +130,7 @@ def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: 
                  epsilon: float | None = None, pixel_range: float = 1.0) -> AttackSetup:
     """Load (or train once and cache) the classifier of ``dataset`` and the images it may be attacked on;
     ``pixel_range``: the range of the pixels in the units of y and ε (pixel scale, above)."""
-    check_epsilon(epsilon, what)
-    if not (isinstance(pixel_range, int | float) and pixel_range > 0):
-        raise ValueError(f"{what}: pixel_range (the range of the pixel values in the units of y) must be > 0, "
-                         f"got {pixel_range!r}")
-    side = 28
-    if side % int(resolution):
-        raise ValueError(f"{what}: resolution must divide 28, got {resolution}")
+    side = 28  # the factories' declared limits (ATTACK_LIMITS) hold resolution to a divisor of 28
     trained = classifiers.classifier_for(dataset, classifier)
     mlp = classifiers.mlp  # bound once: the class scores are on every query's hot path
     params = {k: v.to(dtype=dtype, device=device) for k, v in trained["params"].items()}
@@ -137,7 +149,7 @@ def attack_setup(dataset: str, resolution: int, classifier: dict | None, dtype: 
                        epsilon=None if epsilon is None else float(epsilon), pixel_range=float(pixel_range))
 
 
-@register("blackbox_attack")
+@register("blackbox_attack", limits={**ATTACK_LIMITS, **dict.fromkeys(("n_train", "n_val", "n_test"), "at_least_one")})
 def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: int = 100, n_val: int = 100,
                          n_test: int = 500, kappa: float = 0.0, epsilon: float | None = 0.3,
                          x0_value: float = 0.0, classifier: dict | None = None, seed: int = 0,
@@ -145,8 +157,6 @@ def make_blackbox_attack(dataset: str = "mnist", resolution: int = 14, n_train: 
     """The attack on ``dataset`` (MNIST or its labelled stand-in) against the cached trained classifier;
     ``epsilon`` = ε, the L∞ budget of P(y) (default 0.3, the customary MNIST L∞ budget of Madry et al.
     2018; our choice, Z-6)."""
-    if min(n_train, n_val, n_test) < 1 or kappa < 0:
-        raise ValueError("blackbox_attack: n_train, n_val, n_test must be >= 1 and kappa >= 0")
     setup = attack_setup(dataset, resolution, classifier, dtype, device, epsilon=epsilon)
     pool, need = setup.pool, n_train + n_val + n_test
     if len(pool) < need:

@@ -79,7 +79,11 @@ def corrupted_in_lowest(weights: torch.Tensor, corrupted: torch.Tensor) -> float
     return float((corrupted & below).sum() + share * (corrupted & at).sum()) / k
 
 
-@register("data_cleaning")
+@register("data_cleaning", limits={
+    "dataset": "string", "noise": "[0, 1)", "noise_model": NOISE_MODELS,
+    **dict.fromkeys(("train", "val", "test"), "positive"), "mu": "positive", "scale": "boolean",
+    "x0_value": "number", "downweight_below": "number or None", "closed_form": "boolean or None",
+    "model_solver": MODEL_SOLVERS, "model_tol": "positive"})
 def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, noise_model: str = "flip",
                        train: float | int = 0.5, val: float | int = 0.25, test: float | int = 0.25,
                        mu: float = 1e-3, scale: bool = True, rows_from: list[str] | None = None,
@@ -97,13 +101,6 @@ def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, nois
     ‖∇_y g(x, y_c)‖) choose the common model's solver; ``"auto"`` with the closed form on uses its y*(x)
     (Newton to 1e-10), an explicit solver its own solve to ``model_tol``.
     """
-    if not 0 <= noise < 1:
-        raise ValueError(f"data_cleaning: noise must be in [0, 1), got {noise!r}")
-    if not mu > 0:
-        raise ValueError(f"data_cleaning: mu must be > 0 (strong convexity of the lower level), got {mu!r}")
-    if model_solver not in MODEL_SOLVERS or not model_tol > 0:
-        raise ValueError(f"data_cleaning: model_solver must be one of {', '.join(MODEL_SOLVERS)} and model_tol > 0, "
-                         f"got {model_solver!r} and {model_tol!r}")
     rows = load_rows(dataset, scale, rows_from)
     parts = stratified_split(rows.classes, {"train": train, "val": val, "test": test}, seed)
     gen = torch.Generator().manual_seed(int(seed) + 7919)  # corruption stream, separate from the split's

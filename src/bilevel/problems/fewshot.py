@@ -136,8 +136,6 @@ def class_splits(ds, class_fractions=(0.6, 0.2, 0.2), split_seed: int = 0) -> di
     y = torch.cat([p[1] for p in parts])
     classes = torch.unique(y)
     order = classes[torch.randperm(len(classes), generator=torch.Generator().manual_seed(int(split_seed)))]
-    if len(class_fractions) != 3 or any(f <= 0 for f in class_fractions):
-        raise ValueError(f"class_fractions must be three positive numbers (train, val, test), got {class_fractions}")
     total = float(sum(class_fractions))
     n_train = round(len(classes) * class_fractions[0] / total)
     n_val = round(len(classes) * class_fractions[1] / total)
@@ -211,15 +209,26 @@ def fit_heads(features: torch.Tensor, labels: torch.Tensor, n_way: int, reg: flo
     return heads
 
 
-def _check_arguments(what, backbone, eval_split, meta_batch, eval_tasks, eval_steps, reg, train_tasks) -> None:
-    if backbone not in ("conv4", "resnet12"):
-        raise ValueError(f"{what}: backbone must be 'conv4' or 'resnet12', got {backbone!r}")
-    if eval_split not in SPLITS:
-        raise ValueError(f"{what}: eval_split must be one of {', '.join(SPLITS)}, got {eval_split!r}")
-    if min(meta_batch, eval_tasks, eval_steps) < 1 or reg < 0:
-        raise ValueError(f"{what}: meta_batch, eval_tasks and eval_steps must be >= 1 and reg >= 0")
-    if train_tasks is not None and train_tasks < 1:
-        raise ValueError(f"{what}: train_tasks must be >= 1 or null (a fresh task every time), got {train_tasks}")
+def _class_fractions(value) -> str | None:
+    """The limit of ``class_fractions``: three positive numbers (train, val, test)."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in value)
+    return None if ok else "must be three positive numbers (train, val, test)"
+
+
+def _channels(value) -> str | None:
+    """The limit of ``channels``: the four stage widths of ResNet-12, integers >= 1."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 4 and all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in value)
+    return None if ok else "must be four integers >= 1 (the ResNet-12 stage widths)"
+
+
+#: the declared limits of :func:`make_few_shot`'s parameters (:mod:`bilevel.limits`)
+LIMITS = {"dataset": "string", "backbone": ("conv4", "resnet12"), "channels": _channels, "n_way": "at_least_two",
+          **dict.fromkeys(("hidden", "side", "in_channels", "k_shot", "n_query", "meta_batch", "eval_tasks",
+                           "eval_steps"), "at_least_one"),
+          "reg": "nonnegative", "train_tasks": "at_least_one or None", "eval_split": SPLITS,
+          "class_fractions": _class_fractions, "split_seed": "counts", "seed": "counts"}
 
 
 class _MetaBatch:
@@ -309,7 +318,7 @@ def _metrics(evaluation, batch: _MetaBatch, heads) -> dict:
     return {"test_accuracy": test_metric(0), "test_loss": test_metric(1), "iterate_meta_train_accuracy": iterate_accuracy}
 
 
-@register("few_shot")
+@register("few_shot", limits=LIMITS)
 def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int = 64,
                   channels: tuple[int, ...] = (64, 160, 320, 640), side: int = 32, in_channels: int = 3,
                   n_way: int = 5, k_shot: int = 5, n_query: int = 15, meta_batch: int = 16, reg: float = 0.5,
@@ -317,7 +326,6 @@ def make_few_shot(dataset: str = "fc100", backbone: str = "conv4", hidden: int =
                   eval_steps: int = 100, class_fractions=(0.6, 0.2, 0.2), split_seed: int = 0, seed: int = 0,
                   dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BilevelProblem:
     """The few-shot problem above (defaults: FC100 5-way 5-shot, PZOBO's reg 0.5 and meta-batch 16)."""
-    _check_arguments("few_shot", backbone, eval_split, meta_batch, eval_tasks, eval_steps, reg, train_tasks)
     ds = data.load(dataset)
     parts = class_splits(ds, class_fractions, split_seed)
     invert = ds.name in ("omniglot", "omniglot-small")

@@ -31,14 +31,14 @@ def _logistic_loss(features, signs, y):
     return torch.nn.functional.softplus(-signs * (features @ y)).mean()
 
 
-@register("l2_logistic")
+@register("l2_logistic", limits={"dataset": "string", "train_fraction": "(0, 1)", "val_fraction": "(0, 1)",
+                                 "scale": "boolean", "newton_tol": "positive"})
 def make_l2_logistic(dataset: str = "breast-cancer", train_fraction: float = 0.5, val_fraction: float = 0.25,
                      scale: bool = True, newton_tol: float = 1e-12, seed: int = 0,
                      dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelProblem:
     """The problem on ``dataset`` (a binary dataset of :func:`bilevel.data.load`; stand-ins as configured)."""
-    if not (0 < train_fraction < 1 and 0 < val_fraction < 1 and train_fraction + val_fraction <= 1):
-        raise ValueError(f"train_fraction={train_fraction}, val_fraction={val_fraction}: need two fractions in (0, 1) "
-                         f"summing to at most 1")
+    if train_fraction + val_fraction > 1:
+        raise ValueError(f"l2_logistic: train_fraction={train_fraction} + val_fraction={val_fraction} exceeds 1")
     ds = data.load(dataset)
     split = "all" if "all" in ds.splits else "train"
     features = ds[split]["x"].to(torch.float64).reshape(len(ds[split]["y"]), -1)

@@ -54,12 +54,11 @@ def _images(dataset: str, splits: list[str] | None):
     return out, ds
 
 
-def _check_arguments(what, phase_ratios, sizes, weight_decay) -> None:
-    if not phase_ratios or any(not 0 < float(m) <= 1 for m in phase_ratios):
-        raise ValueError(f"{what}: phase_ratios must be a non-empty list of numbers in (0, 1], got {phase_ratios}")
-    if min(sizes) < 1 or weight_decay < 0:
-        raise ValueError(f"{what}: rounds_per_phase, batch sizes, n_max, n_val and n_test must be >= 1, "
-                         f"weight_decay >= 0")
+def _phase_ratios(value) -> str | None:
+    """The limit of ``phase_ratios``: a non-empty list of numbers in (0, 1]."""
+    ok = isinstance(value, (list, tuple)) and bool(value) and all(
+        isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m <= 1 for m in value)
+    return None if ok else "must be a non-empty list of numbers in (0, 1]"
 
 
 def _split_images(what, parts, ds, classes, n_max, n_val, n_test, gen) -> dict:
@@ -161,7 +160,10 @@ def _metrics(net, TX, TY, classes, test_all, test_phase, phase_of, last: dict) -
             "phase": lambda t, x, y: phase_of(t) + 1}
 
 
-@register("online_loss_tuning")
+@register("online_loss_tuning", limits={
+    "dataset": "string", "phase_ratios": _phase_ratios, "batch_norm": "boolean", "weight_decay": "nonnegative",
+    **dict.fromkeys(("rounds_per_phase", "batch_size", "batch_val", "n_max", "n_val", "n_test", "channels", "layers"),
+                    "at_least_one")})
 def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = ("test",),
                             phase_ratios: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0), rounds_per_phase: int = 100,
                             batch_size: int = 64, batch_val: int = 64, n_max: int = 4000, n_val: int = 1000,
@@ -170,7 +172,6 @@ def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = (
                             device: str | torch.device = "cpu") -> BilevelStream:
     """The four-phase imbalanced stream above (defaults: the paper's scale)."""
     what = "online_loss_tuning"
-    _check_arguments(what, phase_ratios, (rounds_per_phase, batch_size, batch_val, n_max, n_val, n_test), weight_decay)
     parts, ds = _images(dataset, list(splits) if splits is not None else None)
     classes = 10
     split = _split_images(what, parts, ds, classes, n_max, n_val, n_test, torch.Generator().manual_seed(int(seed)))

@@ -37,13 +37,11 @@ def w_function(x: torch.Tensor, eps: float = 0.01, L: float = 5.0, order: int = 
     return out
 
 
-@register("minimax_w")
+@register("minimax_w", limits={"init": (1, 2), "eps": "positive", "L": "positive"})
 def make_minimax_w(init: int = 1, eps: float = 0.01, L: float = 5.0, dtype: torch.dtype = torch.float64,
                    device: str | torch.device = "cpu", seed: int = 0) -> MinimaxProblem:
     """The problem from initial point ``init`` (1 or 2); ``seed`` is accepted and unused (deterministic)."""
     starts = {1: [0.001, 0.001, 0.001], 2: [1.0, 0.0, 0.0]}
-    if init not in starts:
-        raise ValueError(f"init must be 1 or 2, got {init!r}")
 
     def f(x, y):
         return (w_function(x[0], eps, L) + x[1] * y[0] + x[2] * y[1] - y[0] ** 2 / 40 - 2.5 * y[1] ** 2)

@@ -61,13 +61,13 @@ class BilevelStream:
         return x if self.x_box is None else x.clamp(*self.x_box)
 
 
-@register("online_quadratic")
+@register("online_quadratic", limits={"dim": "at_least_one", "sigma": "nonnegative", "c1": "number", "p1": "nonnegative",
+                                     "c2": "number", "p2": "nonnegative", "box": "positive or None",
+                                     "x0_value": "number"})
 def make_online_quadratic(dim: int = 1, sigma: float = 0.0, c1: float = 1.0, p1: float = 1.0, c2: float = 1.0,
                           p2: float = 0.5, box: float | None = 1.0, x0_value: float = 1.0, seed: int = 0,
                           dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelStream:
     """The drifting quadratic stream above; ``box`` is the half-width of X (None: X = R^d)."""
-    if dim < 1 or sigma < 0:
-        raise ValueError(f"online_quadratic: need dim >= 1 and sigma >= 0, got dim={dim}, sigma={sigma}")
     del seed  # the stream is deterministic; each run's generator draws the oracle noise
 
     def drifts(t: int) -> tuple[float, float]:

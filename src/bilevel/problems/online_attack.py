@@ -55,7 +55,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .attack import attack_setup, margin_loss
+from ..limits import integer_in
+from .attack import ATTACK_LIMITS, attack_setup, margin_loss
 from .base import BilevelProblem
 from .online import BilevelStream
 from .registry import register
@@ -64,7 +65,9 @@ from .registry import register
 X_DOMAINS = {"real": None, "nonnegative": (0.0, float("inf"))}
 
 
-@register("online_attack")
+@register("online_attack", limits={
+    **ATTACK_LIMITS, "stages": integer_in(1, 10), "pixel_range": "positive", "x_domain": tuple(X_DOMAINS),
+    **dict.fromkeys(("stage_length", "batch_train", "batch_val", "n_test", "n_val_pool"), "at_least_one")})
 def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int = 4, stage_length: int = 50,
                        batch_train: int = 20, batch_val: int = 20, n_test: int = 100, n_val_pool: int = 50,
                        kappa: float = 0.0, epsilon: float | None = 0.5, x0_value: float = 0.0,
@@ -75,14 +78,8 @@ def make_online_attack(dataset: str = "mnist", resolution: int = 14, stages: int
     = ε, the L∞ budget of P(y), and ``pixel_range``, the range of the pixels in the units of y (A-6 above);
     ``x_domain``: X = R^d (``"real"``) or R^d_+ (``"nonnegative"``)."""
     what = "online_attack"
-    if x_domain not in X_DOMAINS:
-        raise ValueError(f"{what}: x_domain must be one of {', '.join(X_DOMAINS)}, got {x_domain!r}")
     if x_domain == "nonnegative" and x0_value < 0:
         raise ValueError(f"{what}: x0_value = {x0_value} lies outside X = R^d_+ (x_domain 'nonnegative')")
-    if not 1 <= int(stages) <= 10:
-        raise ValueError(f"{what}: stages must be between 1 and 10 (the classes are split into stages), got {stages}")
-    if min(stage_length, batch_train, batch_val, n_test, n_val_pool) < 1 or kappa < 0:
-        raise ValueError(f"{what}: stage_length, batch sizes, n_test and n_val_pool must be >= 1 and kappa >= 0")
     if batch_val > n_val_pool:
         raise ValueError(f"{what}: batch_val = {batch_val} exceeds the validation pool n_val_pool = {n_val_pool}")
     setup = attack_setup(dataset, resolution, classifier, dtype, device, what, epsilon=epsilon, pixel_range=pixel_range)

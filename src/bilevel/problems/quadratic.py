@@ -194,15 +194,6 @@ def _value_hessian(inner: dict, outer: dict) -> torch.Tensor:
     return jac.T @ outer["yy"] @ jac + outer["xx"] + kj + kj.T
 
 
-def _check_arguments(sizes: dict[str, int], constants: dict[str, float]) -> None:
-    for name, value in sizes.items():
-        if int(value) < 1:
-            raise ValueError(f"quadratic problem: {name} must be >= 1, got {value}")
-    for name, value in constants.items():
-        if not value > 0:
-            raise ValueError(f"quadratic problem: {name} must be > 0, got {value}")
-
-
 def _draw_instance(n_inner: int, n_outer: int, p: int, d: int, inner_L: tuple, outer_L: tuple, mu: float,
                    seed: int, max_trials: int):
     """The first accepted draw of the two levels (§6.2, strongly convex inner problem and positive definite
@@ -243,7 +234,14 @@ def _closed_form(f, mi: dict, mo: dict) -> ClosedForm:
     return ClosedForm(y_star=y_star, hypergradient=hypergradient, value=value)
 
 
-@register("quadratic")
+#: the declared limits of :func:`make_quadratic`'s parameters (:mod:`bilevel.limits`)
+LIMITS = {**dict.fromkeys(("dim_inner", "dim_outer", "n_samples_inner", "n_samples_outer", "max_trials"), "at_least_one"),
+          **dict.fromkeys(("mu_inner", "L_inner_inner", "L_outer_inner", "L_cross_inner", "L_inner_outer",
+                           "L_outer_outer", "L_cross_outer"), "positive"),
+          "x0_value": "number", "seed": "counts"}
+
+
+@register("quadratic", limits=LIMITS)
 def make_quadratic(
     dim_inner: int = 100,
     dim_outer: int = 100,
@@ -268,11 +266,6 @@ def make_quadratic(
     when no accepted instance is found in ``max_trials`` draws (e.g. ``n_samples_inner < dim_inner``
     makes the inner problem singular).
     """
-    _check_arguments({"dim_inner": dim_inner, "dim_outer": dim_outer, "n_samples_inner": n_samples_inner,
-                      "n_samples_outer": n_samples_outer},
-                     {"mu_inner": mu_inner, "L_inner_inner": L_inner_inner, "L_outer_inner": L_outer_inner,
-                      "L_cross_inner": L_cross_inner, "L_inner_outer": L_inner_outer, "L_outer_outer": L_outer_outer,
-                      "L_cross_outer": L_cross_outer})
     p, d = int(dim_inner), int(dim_outer)
     inner, outer, _, _, trial = _draw_instance(
         n_samples_inner, n_samples_outer, p, d, (L_inner_inner, L_outer_inner, L_cross_inner),
@@ -320,7 +313,7 @@ def quadratic_from_levels(inner: _Level, outer: _Level, x0: torch.Tensor, y0: to
 FACTOR_FIELDS = ("s_yy", "s_xx", "c_x", "c_y", "lin_y", "lin_x")
 
 
-@register("quadratic_file")
+@register("quadratic_file", limits={"path": "string"})
 def load_quadratic(path: str, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelProblem:
     """A §6 quadratic stored as per-sample factors in an ``.npz`` file: arrays ``in_<field>`` (lower level g)
     and ``out_<field>`` (upper level f) for the fields of :data:`FACTOR_FIELDS`, shapes (n, p) or (n, d),

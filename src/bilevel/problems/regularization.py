@@ -38,7 +38,9 @@ from .registry import register
 REDUCTIONS = ("mean", "sum")
 
 
-@register("feature_regularization")
+@register("feature_regularization", limits={
+    "dataset": "string", **dict.fromkeys(("train", "val", "test"), "positive"), "reduction": REDUCTIONS,
+    "scale": "boolean", "stands_in_for": "string or None", "model_solver": MODEL_SOLVERS, "model_tol": "positive"})
 def make_feature_regularization(dataset: str = "20newsgroups", train: float | int = 0.5, val: float | int = 0.25,
                                 test: float | int = 0.25, reduction: str = "mean", scale: bool = True,
                                 rows_from: list[str] | None = None,
@@ -47,13 +49,8 @@ def make_feature_regularization(dataset: str = "20newsgroups", train: float | in
                                 device: str | torch.device = "cpu") -> BilevelProblem:
     """The problem on ``dataset`` (rows split into train / validation / test); ``model_solver`` (``"auto"``,
     ``"newton"``, ``"newton-cg"``) and ``model_tol`` choose the common model's solver."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"feature_regularization: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     if stands_in_for is not None and stands_in_for not in data.available():
         raise ValueError(f"feature_regularization: stands_in_for={stands_in_for!r} is not a registered dataset")
-    if model_solver not in MODEL_SOLVERS or not model_tol > 0:
-        raise ValueError(f"feature_regularization: model_solver must be one of {', '.join(MODEL_SOLVERS)} and "
-                         f"model_tol > 0, got {model_solver!r} and {model_tol!r}")
     rows = load_rows(dataset, scale, rows_from)
     parts = stratified_split(rows.classes, {"train": train, "val": val, "test": test}, seed)
     A = {k: take(rows.features, idx).to(dtype=dtype, device=device) for k, idx in parts.items()}

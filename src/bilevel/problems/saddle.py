@@ -21,12 +21,10 @@ def _f(y):
     return 0.25 * y[0] ** 4 - 0.5 * y[0] ** 2 + 0.5 * torch.sum(y[1:] ** 2)
 
 
-@register("strict_saddle")
+@register("strict_saddle", limits={"dim": "at_least_one"})
 def make_strict_saddle(dim: int = 2, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
                        seed: int = 0) -> BilevelProblem:
     """The problem above with ``dim`` outer and inner variables (``seed`` is accepted and unused: no randomness)."""
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
 
     def f(x, y):
         return _f(y)
