@@ -243,7 +243,7 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path):
     torch.save({"key": "someone else"}, path)
     said = []
     trace = run(b, prob, max_iters=2, seed=0, checkpoint=Checkpoint(path, every=1), progress=said.append).trace
-    assert any("another run" in line for line in said) and list(trace["step"]) == [0, 1, 2]
+    assert any("another run; discarded" in line for line in said) and list(trace["step"]) == [0, 1, 2]
     del a
 
 
@@ -313,3 +313,55 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path):
     a, b = pd.read_csv(out), pd.read_csv(reference)
     cols = [c for c in a.columns if c != "time"]
     assert len(a) == len(b) and a[cols].equals(b[cols])
+
+
+def test_a_checkpoint_of_another_configuration_is_discarded_not_resumed(tmp_path):
+    """Kill a job after its first checkpoint, change a problem parameter that changes neither the problem's
+    name nor its sizes (n_query), re-run: the stale checkpoint is discarded (the log names n_query) and the
+    rows are exactly those of a clean run with the new value."""
+    from bilevel.experiments.pipeline import checkpoint_dir
+
+    out = tmp_path / "edited" / "fsba_fig4_meta" / "itd" / "seed1.csv"
+    ckpt = checkpoint_dir(out) / "fc100.pt"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def config(results, n_query):
+        cfg = _job_config(results)
+        cfg["experiments"]["fsba_fig4_meta"]["problem"]["params"]["n_query"] = n_query
+        return cfg
+
+    def script(slow, target, cfg):
+        return KILL_SCRIPT.format(src=str(ROOT / "src"), slow=slow, config=cfg, out=str(target))
+
+    proc = subprocess.Popen([sys.executable, "-c", script(True, out, config(tmp_path / "edited", 3))], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    assert ckpt.exists(), "the job wrote no checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run([sys.executable, "-c", script(False, out, config(tmp_path / "edited", 4))], env=env,
+                           capture_output=True, text=True, check=True)
+    said = rerun.stderr + rerun.stdout
+    assert "resumed from" not in said
+    assert "discarded, starting afresh" in said and "n_query: 3 -> 4" in said, said[-2000:]
+    reference = tmp_path / "clean" / "fsba_fig4_meta" / "itd" / "seed1.csv"
+    subprocess.run([sys.executable, "-c", script(False, reference, config(tmp_path / "clean", 4))], env=env,
+                   capture_output=True, text=True, check=True)
+    import pandas as pd
+
+    a, b = pd.read_csv(out), pd.read_csv(reference)
+    cols = [c for c in a.columns if c != "time"]
+    assert len(a) == len(b) and a[cols].equals(b[cols])
+
+
+def test_a_registered_problem_records_its_construction():
+    """What the resume key covers: every resolved parameter (defaults included) and the data's checksums."""
+    prob = _problem()
+    construction = prob.info["construction"]
+    assert construction["problem"] == "few_shot"
+    assert construction["params"]["n_query"] == SMALL["n_query"]
+    assert construction["params"]["class_fractions"] == [0.6, 0.2, 0.2], "a default is recorded too"
+    assert construction["params"]["dtype"] == "torch.float64" and construction["params"]["seed"] == 0
+    assert construction["data"] and all(len(h) == 64 for d in construction["data"] for h in d["files"])

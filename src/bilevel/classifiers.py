@@ -11,6 +11,7 @@ without a cache directory the classifier is trained in memory (a few seconds).
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,6 +90,32 @@ def train(images: torch.Tensor, labels: torch.Tensor, spec: ClassifierSpec) -> d
     return {k: v.detach() for k, v in params.items()}
 
 
+def training_code() -> str:
+    """sha256 of the source of the functions that determine a trained classifier (in the cache key: weights
+    trained by other code are never reused)."""
+    import hashlib
+    import inspect
+
+    return hashlib.sha256("".join(inspect.getsource(fn) for fn in (mlp, partition, train)).encode()).hexdigest()
+
+
+def _cached(path: Path | None, key: str) -> dict | None:
+    """The cached weights at ``path`` when they are readable and were stored under ``key``; else None (an
+    unreadable or foreign file is removed, with a log line, and the classifier is trained again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, weights_only=True)
+        if stored["record"]["key"] == key:
+            return stored
+        why = "was stored under another key"
+    except Exception as err:  # a truncated or foreign file
+        why = f"is unreadable ({type(err).__name__})"
+    logging.getLogger(__name__).warning("cached classifier %s %s; training again", path, why)
+    path.unlink(missing_ok=True)
+    return None
+
+
 def classifier_for(name: str, spec: ClassifierSpec | dict | None = None) -> dict:
     """The trained classifier of dataset ``name``: ``{"params", "order", "spec", "key", "record"}``.
 
@@ -100,11 +127,12 @@ def classifier_for(name: str, spec: ClassifierSpec | dict | None = None) -> dict
     if spec.rows >= len(labels):
         raise ValueError(f"classifier.rows = {spec.rows} leaves no image of {ds.label} ({len(labels)} rows) to attack")
     key = config_hash({"dataset": ds.label, "arrays": ds.array_sha256 or [f.get("sha256") for f in
-                                                                         ds.record()["files"]], "spec": asdict(spec)})
+                                                                         ds.record()["files"]], "spec": asdict(spec),
+                       "code": training_code(), "torch": torch.__version__})
     order = partition(len(labels), spec.seed)
     cache = _CACHE["dir"] / f"{key[:16]}.pt" if _CACHE["dir"] is not None else None
-    if cache is not None and cache.is_file():
-        stored = torch.load(cache, weights_only=True)
+    stored = _cached(cache, key)
+    if stored is not None:
         params, record = stored["params"], stored["record"]
     else:
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import sys
 import time
@@ -112,27 +113,64 @@ def hypergradient_error(problem: BilevelProblem, state: State) -> float | None:
 class Checkpoint:
     """Where and how often :func:`run` saves its progress: ``path`` (a ``.pt`` file) every ``every`` steps.
 
-    A run started with a checkpoint that exists resumes from it when it was written by the same run
-    (method parameters, problem name and sizes, seed, budgets: the ``key``); a checkpoint of another run
-    is ignored (and later overwritten). Saved: the method's state (iterates, ``aux``, generator state,
-    step), the oracle counts, the timed seconds and the rows so far; files are written atomically
-    and removed when the run ends. Resuming gives the same rows as an uninterrupted run, except the
-    wall-time column, which adds the timed seconds of both parts.
+    A run started with a checkpoint that exists resumes from it only when everything that determines the
+    run's numbers is the same (:func:`run_identity`: the method and its parameters; the problem's name,
+    sizes and construction -- every parameter of a registered problem, defaults included, and the
+    checksums of the data it loaded; the seed, budgets and sampler; the package's source code, torch's
+    version and thread count; and ``context``, anything else the caller's problem depends on). A
+    checkpoint written under any other identity is discarded with a line naming what differs, and the run
+    starts afresh. Saved: the method's
+    state (iterates, ``aux``, generator state, step), the oracle counts, the timed seconds and the rows so
+    far; files are written atomically and removed when the run ends. Resuming gives the same rows as an
+    uninterrupted run, except the wall-time column, which adds the timed seconds of both parts.
     """
 
     path: str | Path
     every: int = 50
+    context: dict | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.every, int) and self.every >= 1):
             raise ValueError(f"Checkpoint.every must be an integer >= 1, got {self.every!r}")
 
 
-def _run_key(method: Method, problem: BilevelProblem, seed: int, budgets: dict) -> str:
-    text = json.dumps({"method": method.name, "params": method.params(), "problem": problem.name,
-                       "dims": [problem.dim_outer, problem.dim_inner], "seed": seed, "budgets": budgets},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+_CODE_DIGEST: list[str] = []
+
+
+def code_digest() -> str:
+    """sha256 of the package's Python sources (every ``bilevel/**/*.py``, by relative path): a checkpoint
+    written by other code is never resumed."""
+    if not _CODE_DIGEST:
+        root = Path(__file__).resolve().parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _CODE_DIGEST.append(digest.hexdigest())
+    return _CODE_DIGEST[0]
+
+
+def run_identity(method: Method, problem: BilevelProblem, seed: int, budgets: dict, context: dict | None = None) -> dict:
+    """What determines a run's numbers, as plain JSON values (the resume key is its hash)."""
+    identity = {"method": method.name, "params": method.params(), "problem": problem.name,
+                "dims": [problem.dim_outer, problem.dim_inner], "construction": problem.info.get("construction"),
+                "seed": seed, "budgets": budgets, "context": context, "code": code_digest(),
+                "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return json.loads(json.dumps(identity, sort_keys=True, default=str))
+
+
+def _run_key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _differences(old, new, path: str = "") -> list[str]:
+    """``"a.b: old -> new"`` for each leaf where two identities differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(set(old) | set(new))
+                for line in _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
+    if old == new:
+        return []
+    shown = [json.dumps(v)[:60] for v in (old, new)]
+    return [f"{path or 'identity'}: {shown[0]} -> {shown[1]}"]
 
 
 def _encode(obj):
@@ -162,28 +200,45 @@ def _decode(obj, device: torch.device):
     return obj.to(device) if isinstance(obj, torch.Tensor) else obj
 
 
-def _save_checkpoint(path: Path, key: str, state: State, oracle: Oracle, elapsed: float, rows: list[dict]) -> None:
-    payload = {"key": key, "x": state.x, "y": state.y, "k": state.k, "rng": state.rng.get_state(),
+def _save_checkpoint(path: Path, identity: dict, state: State, oracle: Oracle, elapsed: float,
+                     rows: list[dict]) -> None:
+    payload = {"key": _run_key(identity), "identity": json.dumps(identity, sort_keys=True),
+               "x": state.x, "y": state.y, "k": state.k, "rng": state.rng.get_state(),
                "aux": _encode(state.aux), "diagnostics": state.diagnostics, "hypergradient": _encode(state.hypergradient),
                "counts": oracle.snapshot(), "sampler": oracle.sampler_state(), "elapsed": elapsed, "rows": rows}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def _load_checkpoint(path: Path, key: str, say) -> dict | None:
+def _load_checkpoint(path: Path, identity: dict, say) -> dict | None:
+    """The saved payload when ``path`` holds a checkpoint of this very run; else None, after discarding a
+    stale or unreadable file with a line saying why (``say``; also logged)."""
     if not path.exists():
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: start afresh
-        if say:
-            say(f"checkpoint {path} is unreadable ({type(err).__name__}); starting afresh")
+        _discard(path, f"is unreadable ({type(err).__name__})", say)
         return None
-    if payload.get("key") != key:
-        if say:
-            say(f"checkpoint {path} belongs to another run (different method, problem, seed or budget); ignored")
+    if not isinstance(payload, dict) or payload.get("key") != _run_key(identity):
+        try:
+            saved = json.loads(payload["identity"])
+        except (KeyError, TypeError, ValueError):
+            saved = None
+        what = _differences(saved, identity) if isinstance(saved, dict) else []
+        why = ("was written under another configuration: " + "; ".join(what[:4])
+               + (f" (and {len(what) - 4} more)" if len(what) > 4 else "")) if what else "belongs to another run"
+        _discard(path, why, say)
         return None
     return payload
+
+
+def _discard(path: Path, why: str, say) -> None:
+    line = f"checkpoint {path} {why}; discarded, starting afresh"
+    logging.getLogger(__name__).warning(line)
+    if say:
+        say(line)
+    path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -291,13 +346,13 @@ class _Loop:
 
 
 def _open_checkpoint(checkpoint: Checkpoint | None, method: Method, problem: BilevelProblem, seed: int,
-                     budgets: dict, say) -> tuple[Path | None, str | None, dict | None]:
-    """``(path, key, saved payload or None)`` of the run's checkpoint (all None without one)."""
+                     budgets: dict, say) -> tuple[Path | None, dict | None, dict | None]:
+    """``(path, run identity, saved payload or None)`` of the run's checkpoint (all None without one)."""
     if checkpoint is None:
         return None, None, None
     path = Path(checkpoint.path)
-    key = _run_key(method, problem, seed, budgets)
-    return path, key, _load_checkpoint(path, key, say)
+    identity = run_identity(method, problem, seed, budgets, checkpoint.context)
+    return path, identity, _load_checkpoint(path, identity, say)
 
 
 def _target_threshold(target, rows: list[dict], metrics: dict) -> float | None:
@@ -354,11 +409,8 @@ def run(
     loop = _Loop(method, problem, metrics, say, sampler)
     budgets = {"max_iters": max_iters, "max_oracle_calls": max_oracle_calls, "max_seconds": max_seconds,
                "eval_every": eval_every, "target": target}
-    if max_function_evals is not None:  # only when set: the checkpoint keys of earlier runs stay valid
-        budgets["max_function_evals"] = max_function_evals
-    if sampler != "replacement":  # likewise
-        budgets["sampler"] = sampler
-    ckpt_path, key, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
+    budgets.update(max_function_evals=max_function_evals, sampler=sampler)
+    ckpt_path, identity, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
     if problem.resample is not None:
         problem.resample(0)
     state = loop.timed(method.init, loop.oracle, problem.x0, problem.y0, seed)
@@ -384,7 +436,7 @@ def run(
                 status = "diverged"
                 break
         if checkpoint is not None and state.k % checkpoint.every == 0:
-            _save_checkpoint(ckpt_path, key, state, loop.oracle, loop.elapsed, loop.rows)
+            _save_checkpoint(ckpt_path, identity, state, loop.oracle, loop.elapsed, loop.rows)
     if status == "completed" and last_eval != state.k and not loop.evaluate(state):
         status = "diverged"
     if checkpoint is not None:
