@@ -13,7 +13,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from bilevel.experiments import ConfigError, check_config  # noqa: E402
-from bilevel.experiments.config import read_yaml, resolve  # noqa: E402
+from bilevel.experiments.config import read_yaml, resolve, validate_schema  # noqa: E402
 from bilevel.experiments.tuning import check_committed  # noqa: E402
 from bilevel.workflow import export_package_path, publish_rules  # noqa: E402
 
@@ -24,6 +24,10 @@ export_package_path(SRC)
 # .test/config/config.yaml, your own) is merged over it as Snakemake merges config files. Then an
 # overlay's `null` removes a key and `enabled: false` methods are skipped (config/README.md).
 DEFAULT_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
+try:  # read here first, so that a syntax error names the file and line (Snakemake's loader does not)
+    read_yaml(DEFAULT_CONFIG)
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
 
 
 configfile: DEFAULT_CONFIG
@@ -31,9 +35,10 @@ configfile: DEFAULT_CONFIG
 
 try:
     resolve(config, read_yaml(DEFAULT_CONFIG))
+    validate_schema(config)  # one line naming the key (Snakemake's validate below would print the schema)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)  # the defaults
 try:
     check_config(config)
     check_committed(

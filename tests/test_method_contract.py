@@ -194,3 +194,16 @@ def test_every_declared_limit_is_enforced(name):
 
 def test_every_kind_has_a_contract_problem():
     assert {methods.get(n).problem_kind for n in NAMES} <= set(KINDS)
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_every_numeric_parameter_declares_a_limit(name):
+    """A bool is never taken for a number: each numeric hyper-parameter of every method is declared in its
+    class's limits, so ``inner_lr: true`` in a config is refused, not run as 1."""
+    cls = methods.get(name)
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        with pytest.raises(ParameterError, match=f"parameter {f.name} "):
+            methods.make(name, **{f.name: True})

@@ -176,3 +176,29 @@ def test_every_cluster_job_declares_its_resources(workflow_rules):
         assert any(gpu.values()) and not all(gpu.values())
     assert all("gpu" not in r["resources"] for name, r in submitted.items() if name not in ("run_job", "tune_job"))
     assert {"claims", "fetch_dataset", "select", "tune"} <= local
+
+
+@pytest.mark.workflow
+def test_a_few_shot_job_gives_the_same_numbers_through_the_rule_and_the_cli(tmp_path):
+    """Same seed, same numbers whichever way a job starts: the rule (Snakemake, its declared threads) and
+    ``bilevel run`` in a process whose torch would use more threads both pin ``torch_threads`` (float32
+    few-shot networks are where thread counts show)."""
+    import os
+
+    overlay = _write(tmp_path, {**{k: str(tmp_path / k) for k in ("results_dir", "figures_dir", "logs_dir")},
+                                "device": "cpu", "notebooks": False})
+    smoke = ROOT / ".test/config/config.yaml"
+    target = tmp_path / "results_dir" / "fsba_fig4_meta" / "itd" / "seed1.csv"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(smoke), str(overlay),
+                    "--quiet", "rules", str(target)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    cli_out = tmp_path / "cli.csv"
+    subprocess.run([sys.executable, "-m", "bilevel.cli", "run", "fsba_fig4_meta", "--method", "itd", "--seed", "1",
+                    "--config", str(smoke), "--config", str(overlay), "--out", str(cli_out), "--quiet"],
+                   cwd=ROOT, env={**env, "OMP_NUM_THREADS": "2"}, check=True, capture_output=True, timeout=600)
+    rule, cli = pd.read_csv(target), pd.read_csv(cli_out)
+    cols = [c for c in rule.columns if c != "time"]
+    pd.testing.assert_frame_equal(rule[cols], cli[cols])
+    for csv in (target, cli_out):
+        record = yaml.safe_load(csv.with_name(csv.stem + ".provenance.json").read_text())
+        assert record["device"]["torch_threads"] == 1

@@ -1,4 +1,5 @@
-"""Command line: ``bilevel list``, ``bilevel run EXPERIMENT --method M --seed S --out PATH``,
+"""Command line: ``bilevel list``, ``bilevel run EXPERIMENT --method M --seed S --out PATH``, ``bilevel check``
+(the configuration, as the Snakefile checks it at parse time),
 ``bilevel data status`` (which official files are where), ``bilevel data fetch NAME [--download]`` and
 ``bilevel runtimes`` (the README's runtime column from a run's benchmark files)."""
 
@@ -18,6 +19,38 @@ def _cmd_list(_args) -> int:
     return 0
 
 
+def _writable(out: str) -> str | None:
+    """Why ``out`` (and its provenance file) cannot be written, or None: checked before a job runs, so that a
+    read-only place fails at once rather than after the whole run."""
+    import tempfile
+
+    folder = Path(out).resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"cannot write --out {out}: {err.strerror or err} ({folder})"
+    if Path(out).is_dir():
+        return f"cannot write --out {out}: it is a directory"
+    return None
+
+
+def _cmd_check(args) -> int:
+    from .experiments import ConfigError, check_config
+    from .experiments.config import load_config
+
+    try:
+        config = check_config(load_config(*args.config, base=args.base))
+    except ConfigError as err:
+        print(f"bilevel: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    experiments = config["experiments"]
+    jobs = sum(len(e["methods"]) for e in experiments.values())
+    print(f"configuration ok: {len(experiments)} experiments, {jobs} method entries")
+    return 0
+
+
 def _cmd_run(args) -> int:
     from .experiments import ConfigError, check_config
     from .experiments.config import load_config
@@ -27,9 +60,15 @@ def _cmd_run(args) -> int:
         config = check_config(load_config(*args.config, base=args.base))
         if args.experiment not in config.get("experiments", {}):
             raise ConfigError(f"experiments.{args.experiment}: not in the configuration")
+        problem = _writable(args.out)
+        if problem is not None:
+            raise ConfigError(problem)
         rows = execute_job(config, args.experiment, args.method, args.seed, args.out, progress=not args.quiet)
     except (ConfigError, KeyError) as err:
-        print(f"bilevel: {err}", file=sys.stderr)
+        print(f"bilevel: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the disk filled up while the job ran
+        print(f"bilevel: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     statuses = ", ".join(sorted(rows["status"].unique()))
     print(f"wrote {args.out} ({len(rows)} rows, status: {statuses})")
@@ -109,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="the default config (default: the repository's config/config.yaml)")
     p_run.add_argument("--quiet", action="store_true", help="no progress lines")
     p_run.set_defaults(func=_cmd_run)
+    p_check = sub.add_parser("check", help="check a configuration as the Snakefile does at parse time (file and "
+                                           "line of a YAML error, the key of a bad value)")
+    p_check.add_argument("--config", action="append", default=[], metavar="FILE",
+                         help="overlay merged over the default config, as snakemake --configfile (repeatable)")
+    p_check.add_argument("--base", default=None, metavar="FILE", help="the default config (default: config/config.yaml)")
+    p_check.set_defaults(func=_cmd_check)
     p_data = sub.add_parser("data", help="datasets: status of the cache, fetch").add_subparsers(dest="data_command",
                                                                                                  required=True)
     for name, func, helptext in (("status", _cmd_data_status, "which official files are present, and where"),

@@ -13,7 +13,7 @@ rule train_classifier:
         f"{RESULTS}/benchmarks/train_classifier/{{experiment}}.tsv"
     conda:
         "../../envs/cpu.yaml"
-    threads: 1
+    threads: config["torch_threads"]
     resources:
         mem_mb=2000,
         runtime=30,
@@ -43,7 +43,7 @@ rule run_job:
         f"{RESULTS}/benchmarks/run/{{experiment}}/{{method}}/seed{{seeds}}.tsv"
     conda:
         job_env
-    threads: 1
+    threads: config["torch_threads"]
     resources:
         gpu=job_resource("gpu"),
         mem_mb=job_resource("mem_mb"),

@@ -22,7 +22,7 @@ rule tune_job:
         f"{RESULTS}/benchmarks/tuning/{{experiment}}/{{method}}/{{cell}}/seed{{seed}}.tsv"
     conda:
         job_env
-    threads: 1
+    threads: config["torch_threads"]
     resources:
         gpu=job_resource("gpu"),
         mem_mb=job_resource("mem_mb"),

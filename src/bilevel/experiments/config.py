@@ -34,6 +34,8 @@ from . import tables
 
 #: the repository's default configuration (a source checkout: src/bilevel/experiments/ -> root)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
+#: the JSON schema of a resolved configuration (the Snakefile validates against the same file)
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -113,6 +115,16 @@ def resolve(config: dict, base: dict | None = None) -> dict:
     return config
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: what`` of a YAML error (1-based, as editors count), one line."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    started = f" ({context} at line {start.line + 1})" if context and start is not None else ""
+    return f"{where}{problem}{started}"
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from ``path``; errors name the file."""
     path = Path(path)
@@ -121,7 +133,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -138,6 +150,43 @@ def load_config(*overlays: str | Path, base: str | Path | None = None) -> dict:
     for overlay in overlays:
         merge(config, read_yaml(overlay))
     return resolve(config, default)
+
+
+def _schema_error(error) -> str:
+    """One line for a schema violation: the config key, then what is wrong and what is allowed (never the
+    schema itself)."""
+    where = ".".join(str(p) for p in error.absolute_path)
+    instance, schema = error.instance, error.schema
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(k for k in instance if k not in allowed)
+        key = ".".join(filter(None, (where, str(extra[0]) if extra else "")))
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"{key}: unknown key{hint}"
+    if error.validator == "enum":
+        return f"{where}: {instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    if error.validator == "required":
+        return f"{where or '(top level)'}: {error.message}"
+    text = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+    return f"{where or '(top level)'}: {text}"
+
+
+def validate_schema(config: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Raise :class:`ConfigError` naming the key of the first violation (in document order) of the JSON
+    schema that the Snakefile also validates against; return ``config``. A bool is never accepted where
+    the schema asks for a number or an integer."""
+    import jsonschema
+
+    path = Path(schema_path)
+    if not path.is_file():
+        raise ConfigError(f"configuration schema {path} not found (a source checkout has it)")
+    schema = yaml.safe_load(path.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError(_schema_error(jsonschema.exceptions.best_match(errors) if len(errors) > 1 and
+                                        len({tuple(e.absolute_path) for e in errors}) == 1 else errors[0]))
+    return config
 
 
 def _check_factory_params(factory, params: dict, key: str) -> None:
@@ -255,8 +304,10 @@ def check_data(data_cfg: dict) -> None:
 
 
 def check_config(config: dict, get_experiment: Callable[[str], object]) -> dict:
-    """Check every experiment of ``config`` (``get_experiment(name)``: its registered experiment, KeyError
-    when unknown) and its data section; return it unchanged (for chaining)."""
+    """Check ``config`` against the schema (:func:`validate_schema`), then every experiment of it
+    (``get_experiment(name)``: its registered experiment, KeyError when unknown) and its data section;
+    return it unchanged (for chaining)."""
+    validate_schema(config)
     experiments = config.get("experiments")
     if not experiments:
         raise ConfigError("experiments: the configuration defines no experiment")

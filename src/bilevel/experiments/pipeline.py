@@ -70,6 +70,24 @@ def parse_batch(name: str) -> list[int]:
     return seeds
 
 
+#: default of the config key ``torch_threads``: the torch threads of every job (rule and CLI alike)
+TORCH_THREADS = 1
+
+
+def pin_threads(config: dict) -> int:
+    """Set torch's intra-op threads to the configuration's ``torch_threads`` (default 1) and return it.
+
+    Every job entry point calls this (the rules' scripts and ``bilevel run`` both reach it through the job
+    functions), so one seed gives the same numbers whichever way a job is started: float32 reductions
+    (the few-shot networks) differ in their last bits between thread counts."""
+    import torch
+
+    threads = int(config.get("torch_threads", TORCH_THREADS))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
 def _definition(experiment: str):
     try:
         return get_experiment(experiment)
@@ -88,6 +106,7 @@ def _run_and_write(config: dict, experiment: str, exp_cfg: dict, label: str, see
 
     definition = _definition(experiment)
     check_experiment(experiment, exp_cfg, definition)
+    pin_threads(config)
     if label not in exp_cfg["methods"]:
         raise KeyError(f"experiments.{experiment}.methods has no method {label!r}; "
                        f"configured: {', '.join(exp_cfg['methods'])}")
@@ -346,6 +365,7 @@ def train_classifier(config: dict, experiment: str, out: str | Path) -> dict:
     from .. import classifiers
 
     params = config["experiments"][experiment]["problem"].get("params", {})
+    pin_threads(config)
     data.configure(**config.get("data", {}))
     classifiers.configure(models_dir(config))
     with data.track_usage() as datasets:

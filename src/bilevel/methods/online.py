@@ -79,9 +79,11 @@ class SOGD(OnlineMethod):
 
     name: ClassVar[str] = "sogd"
     uses_torch_func: ClassVar[bool] = False  # gradients and products by autograd only
-    positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta", "radius")
+    positive: ClassVar[tuple[str, ...]] = ("alpha", "beta", "delta", "c", "c_beta", "c_delta", "c_gamma", "c_lambda",
+                                           "c_eta", "adam_eps", "radius")
     optional: ClassVar[tuple[str, ...]] = ("radius",)
-    intervals: ClassVar[dict[str, str]] = {"gamma": "[0, 1]", "lam": "(0, 1]", "eta": "[0, 1]"}
+    intervals: ClassVar[dict[str, str]] = {"gamma": "[0, 1]", "lam": "(0, 1]", "eta": "[0, 1]", "adam_beta1": "[0, 1)",
+                                           "adam_beta2": "[0, 1)"}
     choices: ClassVar[dict[str, tuple]] = {"momentum_convention": ("one_minus_gamma", "gamma"),
                                            "correction_v": ("previous", "current"),
                                            "schedule": ("constant", "theory"), "optimizer": ("sgd", "adam")}

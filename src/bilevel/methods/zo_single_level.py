@@ -78,6 +78,8 @@ class ZOGD(ZeroOrderSingleLevel):
 @dataclass(frozen=True)
 class ZOAdam(ZeroOrderSingleLevel):
     name: ClassVar[str] = "zo-adam"
+    positive: ClassVar[tuple[str, ...]] = ZeroOrderSingleLevel.positive + ("eps",)
+    intervals: ClassVar[dict[str, str]] = {"beta1": "[0, 1)", "beta2": "[0, 1)"}
 
     beta1: float = 0.9
     beta2: float = 0.999
