@@ -6,7 +6,13 @@ Every download here goes to an HTTP server on 127.0.0.1 that the test starts; no
 import hashlib
 import http.server
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +33,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(GOOD)
         elif self.path == "/bad/file.bin":
             self._send(BAD)
+        elif self.path == "/trickle/file.bin":  # a mirror that sends one byte every 0.2 s
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(GOOD)))
+            self.end_headers()
+            try:
+                for byte in GOOD[:300]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
         elif self.path == "/truncated/file.bin":
             self.send_response(200)
             self.send_header("Content-Length", str(len(GOOD)))
@@ -81,6 +99,7 @@ def test_download_wrong_checksum_leaves_nothing(tmp_path, server):
         store.fetch(spec_for(urls=[f"{server}/bad/file.bin"]))
     msg = str(err.value)
     assert hashlib.sha256(GOOD).hexdigest() in msg and hashlib.sha256(BAD).hexdigest() in msg  # both checksums
+    assert f"{server}/bad/file.bin" in msg, "the URL as given (http://, not a path's http:/)"
     assert leftovers(tmp_path) == []
 
 
@@ -183,3 +202,57 @@ def test_env_variables_choose_cache_and_seed_dirs(tmp_path, monkeypatch):
     assert store.data_dir == tmp_path / "envcache" and seed in store.seed_dirs
     assert store.fetch(spec_for()).path == tmp_path / "envcache" / "demo" / "file.bin"
     assert DataStore(tmp_path / "explicit").data_dir == tmp_path / "explicit"  # the config wins over the env
+
+
+def test_a_trickling_mirror_ends_at_the_deadline_and_leaves_nothing(tmp_path, server):
+    store = DataStore(tmp_path / "cache", allow_download=True, deadline=1.5, min_rate=None)
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"exceeded the deadline of 1\.5 s") as err:
+        store.fetch(spec_for(urls=[f"{server}/trickle/file.bin"]))
+    assert time.monotonic() - started < 1.5 + 2.0, "ended within the deadline (plus one read)"
+    assert f"{server}/trickle/file.bin" in str(err.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_transfer_below_the_minimum_rate_is_ended(tmp_path, server):
+    from bilevel.data.download import download_to_temp
+
+    with pytest.raises(DataError, match="slower than the minimum rate of 100 bytes/s"):
+        download_to_temp(f"{server}/trickle/file.bin", tmp_path, "file.bin", progress=False, deadline=None,
+                         min_rate=100.0, rate_window=1.0)
+    assert leftovers(tmp_path) == []
+
+
+SIGTERM_SCRIPT = """
+import sys
+sys.path.insert(0, {src!r})
+from bilevel.data import DataStore, FileSpec
+spec = FileSpec("file.bin", "demo", ({url!r},), sha256={sha!r})
+DataStore({cache!r}, allow_download=True, progress=False).fetch(spec)
+"""
+
+
+def test_a_sigterm_during_a_download_leaves_nothing(tmp_path, server):
+    cache = tmp_path / "cache"
+    script = SIGTERM_SCRIPT.format(src=str(Path(__file__).resolve().parents[1] / "src"), url=f"{server}/trickle/file.bin",
+                                   sha=hashlib.sha256(GOOD).hexdigest(), cache=str(cache))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(cache.rglob("*.part")):
+        time.sleep(0.05)
+    assert list(cache.rglob("*.part")), "the download never started"
+    time.sleep(0.3)  # some bytes in the temporary file
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert leftovers(tmp_path) == []
+
+
+def test_what_a_killed_download_left_is_removed_once_stale(tmp_path, server):
+    folder = tmp_path / "cache" / "demo"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".file.bin.abc.part", folder / ".file.bin.def.part"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    DataStore(tmp_path / "cache", allow_download=True, deadline=3600).fetch(spec_for(urls=[f"{server}/good/file.bin"]))
+    assert not stale.exists() and fresh.exists(), "only what is older than any live download can be"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import formats, offline
+from .download import DEADLINE, MIN_RATE
 from .errors import DataError, MissingDataError
 from .registry import DATASETS, DatasetSpec, get
 from .store import DataStore, Located
@@ -96,7 +97,8 @@ def _note_usage(ds: Dataset) -> Dataset:
     return ds
 
 
-_DEFAULTS: dict = {"data_dir": None, "seed_dirs": (), "mirrors": (), "allow_download": False, "stand_ins": {}}
+_DEFAULTS: dict = {"data_dir": None, "seed_dirs": (), "mirrors": (), "allow_download": False, "stand_ins": {},
+                   "download_deadline": DEADLINE, "download_min_rate": MIN_RATE}
 
 
 def _chain(value) -> tuple[str, ...]:
@@ -106,8 +108,12 @@ def _chain(value) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def configure(dir=None, seed_dirs=(), mirrors=(), allow_download=False, stand_ins=None, **_ignored) -> None:
+def configure(dir=None, seed_dirs=(), mirrors=(), allow_download=False, stand_ins=None,
+              download_deadline=DEADLINE, download_min_rate=MIN_RATE, **_ignored) -> None:
     """Process-wide defaults of :func:`load` (the workflow passes its ``data`` config section here).
+
+    ``download_deadline`` (seconds per file) and ``download_min_rate`` (bytes per second over each minute)
+    bound a download (:class:`~bilevel.data.store.DataStore`).
 
     ``stand_ins`` maps an official dataset to the stand-in to use when its files are absent, e.g.
     ``{"australian": "creditcard"}``, or to a list tried in order (the first whose data is present),
@@ -120,7 +126,8 @@ def configure(dir=None, seed_dirs=(), mirrors=(), allow_download=False, stand_in
     if unknown:
         raise KeyError(f"data.stand_ins: unknown dataset(s) {', '.join(unknown)}; available: {', '.join(sorted(DATASETS))}")
     _DEFAULTS.update(data_dir=dir, seed_dirs=tuple(seed_dirs or ()), mirrors=tuple(mirrors or ()),
-                     allow_download=bool(allow_download), stand_ins=stand_ins)
+                     allow_download=bool(allow_download), stand_ins=stand_ins, download_deadline=download_deadline,
+                     download_min_rate=download_min_rate)
 
 
 def load(name: str, splits=None, *, data_dir=None, seed_dirs=None, mirrors=None, allow_download=None,
@@ -141,7 +148,7 @@ def load(name: str, splits=None, *, data_dir=None, seed_dirs=None, mirrors=None,
             _DEFAULTS["seed_dirs"] if seed_dirs is None else seed_dirs,
             mirrors=_DEFAULTS["mirrors"] if mirrors is None else mirrors,
             allow_download=_DEFAULTS["allow_download"] if allow_download is None else allow_download,
-            progress=progress))
+            progress=progress, deadline=_DEFAULTS["download_deadline"], min_rate=_DEFAULTS["download_min_rate"]))
     except MissingDataError as err:
         if not chain:
             raise

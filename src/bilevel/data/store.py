@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .download import download_to_temp
+from .download import DEADLINE, MIN_RATE, download_to_temp, remove_stale_parts
 from .errors import ChecksumError, DataError, MissingDataError
 from .registry import FileSpec
 
@@ -90,7 +90,10 @@ def _env_dirs(value: str | None) -> list[Path]:
 class DataStore:
     """A cache directory plus read-only seed directories (and, optionally, the network)."""
 
-    def __init__(self, data_dir=None, seed_dirs=(), *, mirrors=(), allow_download=False, progress=True):
+    def __init__(self, data_dir=None, seed_dirs=(), *, mirrors=(), allow_download=False, progress=True,
+                 deadline: float | None = DEADLINE, min_rate: float | None = MIN_RATE):
+        """``deadline`` (seconds for one file's whole transfer) and ``min_rate`` (bytes per second over each
+        minute) end a download that would otherwise hang on a trickling mirror (None: no such limit)."""
         self.data_dir = Path(data_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)
         dirs = [Path(d) for d in seed_dirs] + _env_dirs(os.environ.get(ENV_SEED_DIRS)) + [
             Path(d) for d in SYSTEM_SEED_DIRS]
@@ -99,6 +102,7 @@ class DataStore:
         self.mirrors = [m.rstrip("/") for m in mirrors]
         self.allow_download = bool(allow_download)
         self.progress = progress
+        self.deadline, self.min_rate = deadline, min_rate
         self.rejected: list[str] = []
 
     def __repr__(self) -> str:
@@ -137,7 +141,8 @@ class DataStore:
         accepted = any(actual.get(kind) == value for kind, value in expected.items())
         return accepted, expected, actual
 
-    def _mismatch(self, spec: FileSpec, path: Path, expected: dict, actual: dict) -> str:
+    def _mismatch(self, spec: FileSpec, path: Path | str, expected: dict, actual: dict) -> str:
+        """``path``: the copy's file, or the URL it was downloaded from (a string: ``Path`` would fold ``//``)."""
         exp = ", ".join(f"{k} {v}" for k, v in expected.items())
         act = ", ".join(f"{k} {actual[k]}" for k in expected if k in actual)
         return (f"{path}: checksum mismatch for {spec.key} — expected {exp}; this file has {act}. "
@@ -203,11 +208,14 @@ class DataStore:
         if not urls:
             raise MissingDataError(self.missing_message([spec]) + " (no download URL is known for this file)")
         target = self.cache_path(spec)
+        for stale in remove_stale_parts(target.parent, spec.name, self.deadline or 86400.0):
+            log.warning("removed %s, left by a download that was killed", stale)
         failures = []
         for url in urls:
             log.info("downloading %s from %s", spec.key, url)
             try:
-                tmp = download_to_temp(url, target.parent, spec.name, progress=self.progress)
+                tmp = download_to_temp(url, target.parent, spec.name, progress=self.progress, deadline=self.deadline,
+                                       min_rate=self.min_rate)
             except DataError as err:
                 failures.append(str(err))
                 log.warning(str(err))
@@ -215,7 +223,7 @@ class DataStore:
             try:
                 accepted, expected, actual = self.verify(spec, tmp)
                 if not accepted:
-                    raise ChecksumError(self._mismatch(spec, Path(url), expected, actual).replace(
+                    raise ChecksumError(self._mismatch(spec, url, expected, actual).replace(
                         "It is not used; delete or replace it with the official file.",
                         "The download was discarded."))
                 os.chmod(tmp, 0o644)
