@@ -99,6 +99,29 @@ def warm_up() -> None:
         _WARMED_UP = True
 
 
+def check_objectives(problem: BilevelProblem) -> None:
+    """One untimed, uncounted evaluation of ``f`` and ``g`` at ``(x0, y0)`` (full data): each must return a
+    finite scalar tensor. Raises a ``ValueError`` naming the function and the fix instead of torch's message
+    from deep inside a method."""
+    for level in ("f", "g"):
+        try:
+            with torch.no_grad():
+                value = problem.call(level, problem.x0, problem.y0)
+        except (RuntimeError, IndexError, ValueError, TypeError) as err:
+            raise ValueError(f"{level}(x0, y0) of problem {problem.name!r} failed: {err}. Check that x0 "
+                             f"(shape {tuple(problem.x0.shape)}) and y0 (shape {tuple(problem.y0.shape)}) are the "
+                             f"1-D sizes {level} expects") from None
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{level}(x0, y0) of problem {problem.name!r} must return a torch tensor, got "
+                            f"{type(value).__name__}")
+        if value.numel() != 1:
+            raise ValueError(f"{level}(x0, y0) of problem {problem.name!r} must return a scalar (e.g. a sum or a mean), "
+                             f"got a tensor of shape {tuple(value.shape)}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{level}(x0, y0) of problem {problem.name!r} is {float(value)}: start from a point "
+                             f"where both levels are finite")
+
+
 def hypergradient_error(problem: BilevelProblem, state: State) -> float | None:
     """Relative error ‖ĥ − ∇Ψ(x)‖ / ‖∇Ψ(x)‖ of the method's last estimate, when both are known."""
     cf = problem.closed_form
@@ -400,6 +423,11 @@ def run(
     _check_arguments(limits, eval_every, target)
     if method.problem_kind == "online":
         raise TypeError(f"{method.name} is an online method: run it on a stream with bilevel.online.run_online")
+    if method.problem_kind == "minimax" and not isinstance(problem, MinimaxProblem):
+        raise TypeError(f"{method.name} is a minimax method: run it on a bilevel.MinimaxProblem(f, x0, y0) "
+                        f"(min_x max_y f), got a {type(problem).__name__}")
+    if not isinstance(problem, (BilevelProblem, MinimaxProblem)):
+        raise TypeError(f"run(): problem must be a bilevel.BilevelProblem or MinimaxProblem, got {type(problem).__name__}")
     if isinstance(problem, MinimaxProblem):
         problem = problem.as_bilevel()
     metrics = default_metrics(problem) if metrics is None else metrics
@@ -413,6 +441,8 @@ def run(
     ckpt_path, identity, resume = _open_checkpoint(checkpoint, method, problem, seed, budgets, say)
     if problem.resample is not None:
         problem.resample(0)
+    if problem.info.get("construction") is None:  # a user's problem (the registered ones are tested)
+        check_objectives(problem)
     state = loop.timed(method.init, loop.oracle, problem.x0, problem.y0, seed)
     if resume is None:
         loop.evaluate(state)

@@ -37,6 +37,10 @@ def _check_point(name: str, value: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must be a 1-D tensor (flatten your parameters), got shape {tuple(value.shape)}")
     if not torch.is_floating_point(value):
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    bad = (~torch.isfinite(value)).nonzero()
+    if len(bad):
+        raise ValueError(f"{name} must be finite: {len(bad)} entr{'y is' if len(bad) == 1 else 'ies are'} NaN or "
+                         f"infinite (first at index {int(bad[0])}); start from a finite point")
     return value.detach().clone()
 
 
