@@ -202,3 +202,112 @@ def test_a_few_shot_job_gives_the_same_numbers_through_the_rule_and_the_cli(tmp_
     for csv in (target, cli_out):
         record = yaml.safe_load(csv.with_name(csv.stem + ".provenance.json").read_text())
         assert record["device"]["torch_threads"] == 1
+
+
+#: a value out of its declared range, per registered problem (a new problem must add its case here)
+OUT_OF_RANGE = {
+    "blackbox_attack": ("resolution", 5), "data_cleaning": ("noise", 1.5), "feature_regularization": ("model_tol", -1.0),
+    "few_shot": ("n_way", 0), "l2_logistic": ("train_fraction", 1.5), "minimax_w": ("init", 3),
+    "online_attack": ("stages", 11), "online_loss_tuning": ("phase_ratios", [0.0]), "online_quadratic": ("dim", 0),
+    "quadratic": ("dim_inner", -3), "quadratic_file": ("path", 3), "strict_saddle": ("dim", 0),
+}
+
+
+def _problem_overlay(problem: str, key: str, value) -> tuple[dict, str]:
+    """An overlay setting ``key`` of ``problem`` to ``value`` in the first default experiment with that
+    problem (else in zoba_quadratic, its problem replaced), and the config key the error must name."""
+    default = load_config()["experiments"]
+    name = next((n for n, e in default.items() if e["problem"]["name"] == problem), "zoba_quadratic")
+    params = {k: None for k in default[name]["problem"].get("params", {})} if default[name]["problem"]["name"] != problem \
+        else {}
+    params[key] = value
+    return ({"experiments": {name: {"problem": {"name": problem, "params": params}}}},
+            f"experiments.{name}.problem.params.{key}")
+
+
+def _one_screen_refusal(tmp_path, overlay: dict, key: str) -> str:
+    proc = _dry_run(tmp_path, overlay)
+    said = proc.stderr + proc.stdout
+    assert proc.returncode != 0, said[-1500:]
+    assert key in said, said[-1500:]
+    assert len(said.splitlines()) <= 25 and "$schema" not in said, "a short message, not the schema"
+    assert not (tmp_path / "wd" / "results").exists()
+    return said
+
+
+def test_every_registered_problem_has_an_out_of_range_case():
+    from bilevel import problems
+
+    assert set(OUT_OF_RANGE) == set(problems.available())
+    for name in problems.available():  # every parameter has a declared limit (dtype and device aside)
+        factory = problems.get_factory(name)
+        undeclared = [p for p in __import__("inspect").signature(factory).parameters
+                      if p not in factory.limits and p not in ("dtype", "device")]
+        assert not undeclared, f"{name}: no declared limit for {undeclared}"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("problem", sorted(OUT_OF_RANGE))
+def test_a_problem_parameter_out_of_range_fails_the_dry_run(tmp_path, problem):
+    """Each registered problem's parameter out of range: `snakemake -n` refuses at parse time, naming the key,
+    through the same declared limits the factory checks (one source of truth)."""
+    key, value = OUT_OF_RANGE[problem]
+    overlay, config_key = _problem_overlay(problem, key, value)
+    said = _one_screen_refusal(tmp_path, overlay, config_key)
+    assert f"problem {problem}" in said
+    from bilevel import problems  # the library refuses the same value with the same requirement
+
+    with pytest.raises((ValueError, TypeError), match=f"parameter {key} "):
+        problems.get_factory(problem)(**{key: value})
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(("overlay", "key"), [
+    ({"experiments": {"zoba_quadratic": {"problem": {"params": {"mu_inner": -0.3}}}}},
+     "experiments.zoba_quadratic.problem.params.mu_inner"),
+    ({"experiments": {"fsba_fig2_cleaning": {"cases": {"breast-cancer-p0.25": {"noise": 1.5}}}}},
+     "experiments.fsba_fig2_cleaning.cases.breast-cancer-p0.25.noise"),
+    ({"resuls_dir": "x"}, "resuls_dir: unknown key"),
+    ({"experiments": {"zoba_quadratic": {"optimization": {"max_iters": 2.5}}}},
+     "experiments.zoba_quadratic.optimization.max_iters"),
+    ({"experiments": {"zoba_quadratic": {"methods": {"zmdsba": {"params": {"inner_lr": True}}}}}},
+     "experiments.zoba_quadratic.methods.zmdsba.params"),
+])
+def test_bad_values_fail_the_dry_run_in_one_screen(tmp_path, overlay, key):
+    _one_screen_refusal(tmp_path, overlay, key)
+
+
+def test_the_cli_validates_its_config_through_the_schema(tmp_path, capsys):
+    """`bilevel run --config` refuses what the Snakefile refuses (a typo'd key, 2.5 iterations, a bool step)
+    before running, with the key named; `bilevel check` names the file and line of a YAML error."""
+    out = tmp_path / "x.csv"
+    for overlay, key in (({"experiments": {"zoba_quadratic": {"optimizaton": {"max_iters": 2}}}}, "optimizaton"),
+                         ({"experiments": {"zoba_quadratic": {"optimization": {"max_iters": 2.5}}}}, "max_iters"),
+                         ({"experiments": {"zoba_quadratic": {"methods": {"zmdsba": {"params": {"inner_lr": True}}}}}},
+                          "inner_lr")):
+        path = _write(tmp_path, overlay, "cli.yaml")
+        assert cli_main(["run", "zoba_quadratic", "--method", "zoba", "--seed", "1", "--out", str(out), "--config",
+                         str(path), "--quiet"]) == 2
+        assert key in capsys.readouterr().err
+        assert not out.exists()
+    broken = _write(tmp_path, "experiments:\n  zoba_quadratic:\n    seeds: [1, 2\n  foo: 1\n", "broken.yaml")
+    assert cli_main(["check", "--config", str(broken)]) == 2
+    assert f"{broken}: not valid YAML: line 4, column 6" in capsys.readouterr().err
+    assert cli_main(["check"]) == 0
+
+
+def test_the_cli_refuses_an_unwritable_output_before_running(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        cfg_path = _write(tmp_path, _tiny_config(tmp_path), "c.yaml")
+        code = cli_main(["run", "quadratic_hypergradient", "--method", "itd", "--seed", "1", "--out",
+                         str(locked / "sub" / "x.csv"), "--config", str(cfg_path), "--quiet"])
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    if code == 0:  # root ignores permissions: nothing to refuse
+        assert (locked / "sub" / "x.csv").exists()
+    else:
+        assert code == 2 and "cannot write --out" in err and "Traceback" not in err

@@ -107,6 +107,12 @@ def integer_in(low: int, high: int) -> Callable[[object], str | None]:
     return lambda v: None if is_integer(v) and low <= v <= high else f"must be an integer in [{low}, {high}]"
 
 
+def names_or_none(value) -> str | None:
+    """A callable limit: None or a non-empty list of strings (e.g. dataset splits)."""
+    ok = value is None or (isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, str) for v in value))
+    return None if ok else "must be a non-empty list of names or None"
+
+
 def check_values(owner: str, values: Mapping, limits: Mapping[str, Limit]) -> None:
     """Raise :class:`ParameterError` for the first value of ``values`` outside its declared limit (values
     without a limit, and limits without a value, are not checked)."""

@@ -81,7 +81,7 @@ def _classifier_spec(value) -> str | None:
 
 #: the declared limits shared by both attack problems (:mod:`bilevel.limits`)
 ATTACK_LIMITS = {"dataset": "string", "resolution": _divides_28, "kappa": "nonnegative", "epsilon": "positive or None",
-                 "x0_value": "number", "classifier": _classifier_spec}
+                 "x0_value": "number", "classifier": _classifier_spec, "seed": "counts"}
 
 
 @dataclass

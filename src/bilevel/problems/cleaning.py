@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import torch
 
+from ..limits import names_or_none
 from .base import BilevelProblem
 from .implicit import MODEL_SOLVERS, NewtonClosedForm, common_model
 from .linear import LinearModel, load_rows, model_metrics, stratified_split, take
@@ -83,7 +84,7 @@ def corrupted_in_lowest(weights: torch.Tensor, corrupted: torch.Tensor) -> float
     "dataset": "string", "noise": "[0, 1)", "noise_model": NOISE_MODELS,
     **dict.fromkeys(("train", "val", "test"), "positive"), "mu": "positive", "scale": "boolean",
     "x0_value": "number", "downweight_below": "number or None", "closed_form": "boolean or None",
-    "model_solver": MODEL_SOLVERS, "model_tol": "positive"})
+    "model_solver": MODEL_SOLVERS, "model_tol": "positive", "rows_from": names_or_none, "seed": "counts"})
 def make_data_cleaning(dataset: str = "breast-cancer", noise: float = 0.25, noise_model: str = "flip",
                        train: float | int = 0.5, val: float | int = 0.25, test: float | int = 0.25,
                        mu: float = 1e-3, scale: bool = True, rows_from: list[str] | None = None,

@@ -32,7 +32,7 @@ def _logistic_loss(features, signs, y):
 
 
 @register("l2_logistic", limits={"dataset": "string", "train_fraction": "(0, 1)", "val_fraction": "(0, 1)",
-                                 "scale": "boolean", "newton_tol": "positive"})
+                                 "scale": "boolean", "newton_tol": "positive", "seed": "counts"})
 def make_l2_logistic(dataset: str = "breast-cancer", train_fraction: float = 0.5, val_fraction: float = 0.25,
                      scale: bool = True, newton_tol: float = 1e-12, seed: int = 0,
                      dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelProblem:

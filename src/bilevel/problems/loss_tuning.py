@@ -35,6 +35,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..limits import names_or_none
 from ..networks import ConvNet
 from .base import BilevelProblem
 from .online import BilevelStream
@@ -161,7 +162,8 @@ def _metrics(net, TX, TY, classes, test_all, test_phase, phase_of, last: dict) -
 
 
 @register("online_loss_tuning", limits={
-    "dataset": "string", "phase_ratios": _phase_ratios, "batch_norm": "boolean", "weight_decay": "nonnegative",
+    "dataset": "string", "splits": names_or_none, "seed": "counts", "phase_ratios": _phase_ratios,
+    "batch_norm": "boolean", "weight_decay": "nonnegative",
     **dict.fromkeys(("rounds_per_phase", "batch_size", "batch_val", "n_max", "n_val", "n_test", "channels", "layers"),
                     "at_least_one")})
 def make_online_loss_tuning(dataset: str = "mnist", splits: list[str] | None = ("test",),

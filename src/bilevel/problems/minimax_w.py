@@ -37,7 +37,7 @@ def w_function(x: torch.Tensor, eps: float = 0.01, L: float = 5.0, order: int = 
     return out
 
 
-@register("minimax_w", limits={"init": (1, 2), "eps": "positive", "L": "positive"})
+@register("minimax_w", limits={"init": (1, 2), "eps": "positive", "L": "positive", "seed": "counts"})
 def make_minimax_w(init: int = 1, eps: float = 0.01, L: float = 5.0, dtype: torch.dtype = torch.float64,
                    device: str | torch.device = "cpu", seed: int = 0) -> MinimaxProblem:
     """The problem from initial point ``init`` (1 or 2); ``seed`` is accepted and unused (deterministic)."""

@@ -63,7 +63,7 @@ class BilevelStream:
 
 @register("online_quadratic", limits={"dim": "at_least_one", "sigma": "nonnegative", "c1": "number", "p1": "nonnegative",
                                      "c2": "number", "p2": "nonnegative", "box": "positive or None",
-                                     "x0_value": "number"})
+                                     "x0_value": "number", "seed": "counts"})
 def make_online_quadratic(dim: int = 1, sigma: float = 0.0, c1: float = 1.0, p1: float = 1.0, c2: float = 1.0,
                           p2: float = 0.5, box: float | None = 1.0, x0_value: float = 1.0, seed: int = 0,
                           dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> BilevelStream:

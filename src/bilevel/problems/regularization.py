@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from .. import data
+from ..limits import names_or_none
 from .base import BilevelProblem
 from .implicit import MODEL_SOLVERS, MODEL_TOL, common_model
 from .linear import LinearModel, load_rows, model_metrics, stratified_split, take
@@ -40,7 +41,8 @@ REDUCTIONS = ("mean", "sum")
 
 @register("feature_regularization", limits={
     "dataset": "string", **dict.fromkeys(("train", "val", "test"), "positive"), "reduction": REDUCTIONS,
-    "scale": "boolean", "stands_in_for": "string or None", "model_solver": MODEL_SOLVERS, "model_tol": "positive"})
+    "scale": "boolean", "stands_in_for": "string or None", "model_solver": MODEL_SOLVERS, "model_tol": "positive",
+    "rows_from": names_or_none, "seed": "counts"})
 def make_feature_regularization(dataset: str = "20newsgroups", train: float | int = 0.5, val: float | int = 0.25,
                                 test: float | int = 0.25, reduction: str = "mean", scale: bool = True,
                                 rows_from: list[str] | None = None,

@@ -21,7 +21,7 @@ def _f(y):
     return 0.25 * y[0] ** 4 - 0.5 * y[0] ** 2 + 0.5 * torch.sum(y[1:] ** 2)
 
 
-@register("strict_saddle", limits={"dim": "at_least_one"})
+@register("strict_saddle", limits={"dim": "at_least_one", "seed": "counts"})
 def make_strict_saddle(dim: int = 2, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
                        seed: int = 0) -> BilevelProblem:
     """The problem above with ``dim`` outer and inner variables (``seed`` is accepted and unused: no randomness)."""
