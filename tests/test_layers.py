@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "bilevel"
 
 #: bottom to top; the same list is printed in CONTRIBUTING.md. ``bilevel/__init__.py`` (the public facade)
 #: sits above everything and may import any layer.
-LAYERS = ["files", "accounting", "data", "networks", "classifiers", "problems", "oracle", "results", "components",
+LAYERS = ["files", "limits", "accounting", "data", "networks", "classifiers", "problems", "oracle", "results", "components",
           "methods", "run", "online", "plotting", "experiments", "workflow", "cli"]
 
 

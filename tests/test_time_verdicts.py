@@ -65,3 +65,26 @@ def test_per_round_extremes_use_the_margin_both_ways():
     agg = _per_round({"sogd": 0.100, "oagd": 0.280, "sobow": 0.300}, "cumulative_time")
     assert fastest.check(agg, exp_cfg).holds is True
     assert slowest.check(agg, exp_cfg).holds is False, "OAGD within 10% of SOBOW: SOBOW is not clearly the slowest"
+
+
+def test_the_cpu_clock_does_not_charge_a_method_for_waiting():
+    """``clock: auto`` on a CPU times the process's CPU seconds: a step that waits (as a job does when another
+    program holds the core) costs nothing extra; the wall clock counts the wait."""
+    import time
+
+    import torch
+
+    from bilevel.run import Clock, set_default_clock
+
+    cpu, wall = Clock(torch.device("cpu")), Clock(torch.device("cpu"), "wall")
+    assert cpu.kind == "cpu" and wall.kind == "wall"
+    t_cpu, t_wall = cpu(), wall()
+    time.sleep(0.2)
+    assert cpu() - t_cpu < 0.05 and wall() - t_wall >= 0.2
+    set_default_clock("wall")
+    try:
+        assert Clock(torch.device("cpu")).kind == "wall"
+    finally:
+        set_default_clock("auto")
+    with pytest.raises(ValueError, match="clock must be one of auto, cpu, wall"):
+        Clock(torch.device("cpu"), "sundial")

@@ -32,16 +32,40 @@ Metric = Callable[[BilevelProblem, torch.Tensor, torch.Tensor], float]
 _PROGRESS_METRICS = ("hypergrad_norm2", "hypergrad_rel_error", "upper_objective")
 
 
-class Clock:
-    """Wall clock that synchronizes the device before each read (CUDA kernels are asynchronous)."""
+#: what the runs' ``time`` column measures: ``"cpu"``, the process's CPU seconds (``time.process_time``: with
+#: one torch thread, the method's own work, unchanged by other programs competing for the cores); ``"wall"``,
+#: wall-clock seconds (``time.perf_counter``); ``"auto"``, CPU seconds on a CPU device and wall-clock
+#: seconds on a GPU (whose kernels the CPU clock does not see), read after ``torch.cuda.synchronize()``
+CLOCKS = ("auto", "cpu", "wall")
+_DEFAULT_CLOCK = ["auto"]
 
-    def __init__(self, device: torch.device):
+
+def set_default_clock(kind: str) -> None:
+    """The clock of every :class:`Clock` built without an explicit kind in this process (the workflow sets
+    its config key ``clock`` here)."""
+    if kind not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {kind!r}")
+    _DEFAULT_CLOCK[0] = kind
+
+
+class Clock:
+    """The timer of the timed regions (:data:`CLOCKS`); on a CUDA device it synchronizes before each read
+    (kernels are asynchronous). ``kind`` None: the process default (:func:`set_default_clock`)."""
+
+    def __init__(self, device: torch.device, kind: str | None = None):
+        kind = _DEFAULT_CLOCK[0] if kind is None else kind
+        if kind not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {kind!r}")
+        if kind == "auto":
+            kind = "wall" if device.type == "cuda" else "cpu"
+        self.kind = kind
+        self.read = time.process_time if kind == "cpu" else time.perf_counter
         self.sync = torch.cuda.synchronize if device.type == "cuda" else None
 
     def __call__(self) -> float:
         if self.sync is not None:
             self.sync()
-        return time.perf_counter()
+        return self.read()
 
 
 def _sq(t: torch.Tensor) -> float:

@@ -75,16 +75,20 @@ TORCH_THREADS = 1
 
 
 def pin_threads(config: dict) -> int:
-    """Set torch's intra-op threads to the configuration's ``torch_threads`` (default 1) and return it.
+    """Set torch's intra-op threads to the configuration's ``torch_threads`` (default 1) and the runs' clock
+    to its ``clock`` (default ``auto``: CPU seconds on a CPU, :data:`bilevel.run.CLOCKS`); return the threads.
 
     Every job entry point calls this (the rules' scripts and ``bilevel run`` both reach it through the job
     functions), so one seed gives the same numbers whichever way a job is started: float32 reductions
     (the few-shot networks) differ in their last bits between thread counts."""
     import torch
 
+    from ..run import set_default_clock
+
     threads = int(config.get("torch_threads", TORCH_THREADS))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    set_default_clock(config.get("clock", "auto"))
     return threads
 
 
