@@ -177,6 +177,19 @@ def test_usage_tracking_records_files_and_checksums(tmp_path):
         assert f["file"] == "australian" and f["sha256"] == data.get("australian").files["all"][0].sha256
 
 
+def test_nested_usage_blocks_each_see_their_loads(tmp_path):
+    """A job's block encloses each problem factory's own block (the resume key's data checksums): equal lists
+    must not be confused when a block ends."""
+    with data.track_usage() as job:
+        with data.track_usage() as first:
+            pass
+        with data.track_usage() as second:
+            data.load("mnist5k", data_dir=tmp_path)
+        data.load("breast-cancer", data_dir=tmp_path)
+    assert first == [] and [r["dataset"] for r in second] == ["mnist5k"]
+    assert [r["dataset"] for r in job] == ["mnist5k", "breast-cancer"]
+
+
 def test_registry_entries_are_complete():
     for name in data.available():
         spec = data.get(name)

@@ -190,8 +190,8 @@ def test_a_few_shot_job_gives_the_same_numbers_through_the_rule_and_the_cli(tmp_
     smoke = ROOT / ".test/config/config.yaml"
     target = tmp_path / "results_dir" / "fsba_fig4_meta" / "itd" / "seed1.csv"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(smoke), str(overlay),
-                    "--quiet", "rules", str(target)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "snakemake", str(target), "--cores", "2", "--quiet", "rules", "--configfile",
+                    str(smoke), str(overlay)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     cli_out = tmp_path / "cli.csv"
     subprocess.run([sys.executable, "-m", "bilevel.cli", "run", "fsba_fig4_meta", "--method", "itd", "--seed", "1",
                     "--config", str(smoke), "--config", str(overlay), "--out", str(cli_out), "--quiet"],
