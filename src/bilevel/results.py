@@ -38,7 +38,7 @@ LABEL_COLUMNS = ("experiment", "phase", "problem", "dataset", "stand_in", "metho
 OPTIONAL_LABELS = {"dataset": "", "stand_in": ""}
 ROW_COLUMNS = (*LABEL_COLUMNS, "step", "time", *COUNT_COLUMNS, "metric", "value", "status")
 TIME_COLUMNS = ("time",)
-#: metrics that are wall-clock measurements (differ between two runs of the same seed)
+#: metrics that are timings (differ between two runs of the same seed)
 TIME_METRICS = ("cumulative_time",)
 PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "snakemake", "bilevel")
 
@@ -63,7 +63,7 @@ def tidy(trace: pd.DataFrame, **labels) -> pd.DataFrame:
 
 
 def without_times(rows: pd.DataFrame) -> pd.DataFrame:
-    """Result rows with the wall-clock measurements removed (``TIME_COLUMNS`` dropped, values of
+    """Result rows with the timings removed (``TIME_COLUMNS`` dropped, values of
     ``TIME_METRICS`` blanked): what two runs of the same seed must reproduce exactly."""
     rows = rows.drop(columns=[c for c in TIME_COLUMNS if c in rows.columns])
     return rows.assign(value=rows["value"].where(~rows["metric"].isin(TIME_METRICS)))

@@ -70,7 +70,7 @@ def _fmt(t: float | None) -> str:
 
 def faster_than_baselines(metric: str, what: str, lower: bool = True, baselines: tuple[str, ...] = BASELINES):
     """Per phase: the best of FSBA/IFSBA/LFSBA reaches the best final ``metric`` of the ``baselines``
-    (ITD, AID and F2BA by default; median over seeds) in less wall time than the first baseline to reach it,
+    (ITD, AID and F2BA by default; median over seeds) in less time than the first baseline to reach it,
     by the experiment's time margin (:func:`~.base.faster`)."""
     def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         ours, rivals = methods_of(exp_cfg, *OURS), methods_of(exp_cfg, *baselines)

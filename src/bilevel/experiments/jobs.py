@@ -103,7 +103,7 @@ def optimization_run(exp_name: str, exp_cfg: dict, label: str, seed: int, device
     """Outer optimization with :func:`bilevel.run` under the ``optimization`` section's budget and
     optional ``target`` (rows labelled ``phase``; ``overrides`` replace problem parameters). A method's
     own ``budget`` entry overrides the section's budget keys (e.g. more iterations for a cheaper method,
-    so that every method gets a comparable wall time). With ``checkpoint_dir``, the run saves
+    so that every method gets a comparable time). With ``checkpoint_dir``, the run saves
     ``<checkpoint_dir>/<phase>.pt`` every ``checkpoint_every`` steps (default 50) and resumes from it. The
     section's ``sampler`` (default ``replacement``) is the mini-batch law of every method of the figure."""
     from .. import methods as method_registry

@@ -3,14 +3,14 @@
 The paper's figures are not available to us (``specs/zoba.md`` §7, §9); these experiments follow its
 stated experiment types and the open choices Z-1..Z-6, every one labelled "our choice" in the figure:
 
-- ``zoba_quadratic``: the stochastic quadratic of §6 (Z-1), ‖∇Ψ(x)‖² against wall time and against
+- ``zoba_quadratic``: the stochastic quadratic of §6 (Z-1), ‖∇Ψ(x)‖² against time and against
   function evaluations for ZOBA, HF-ZOBA, the two-loop ZMDSBA, PZOBO and first-order SOBA (Z-2);
 - ``zoba_dimensions``: evaluations until ‖∇Ψ‖² falls to a fixed fraction of its initial value, over a
   grid of (inner p, outer d) dimensions, against the paper's bound ``p (d+p)²`` (abstract, [paper]),
   with the per-iteration counts scaled per (p, d) by the law below;
 - ``zoba_attack``: the bilevel black-box attack (Z-6, our design; :mod:`bilevel.problems.attack`) on
   an MNIST classifier the workflow trains (rule ``train_classifier``), accuracy under attack within the
-  L∞ budget ε, perturbation size, wall time and queries; compared at equal wall time and at equal queries.
+  L∞ budget ε, perturbation size, time and queries; compared at equal time and at equal queries.
 
 **Scaling law of ``zoba_dimensions``** (our reading [inferred]: the theorem and its parameter choices
 are not available to us, ``specs/zoba.md`` §9). The bound ``O(p (d+p)² ε⁻²)`` counts function
@@ -117,7 +117,7 @@ def _reached(agg: pd.DataFrame, label: str, metric: str, target: float, x: str =
 
 
 def _faster_than(agg: pd.DataFrame, exp_cfg: dict, zoba: str, base: str, metric: str, what: str) -> Verdict:
-    """ZOBA reaches ``base``'s final median ``metric`` in less wall time than ``base`` needs, by the time margin."""
+    """ZOBA reaches ``base``'s final median ``metric`` in less time than ``base`` needs, by the time margin."""
     target = final_value(agg, base, metric, PHASE)
     if target is None:
         return Verdict(None, f"no {base} results")
@@ -130,7 +130,7 @@ def _faster_than(agg: pd.DataFrame, exp_cfg: dict, zoba: str, base: str, metric:
 
 
 def _reaches_baseline_faster(metric: str, what: str):
-    """ZOBA reaches each two-loop baseline's final ``metric`` in less wall time than that baseline needs: the
+    """ZOBA reaches each two-loop baseline's final ``metric`` in less time than that baseline needs: the
     verdict against every ZMDSBA form of the figure (:func:`zmdsba_form`) and ZDSBA, holding only against all."""
     def check(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
         zoba, bases = methods_of(exp_cfg, "zoba"), methods_of(exp_cfg, *TWO_LOOP)
@@ -169,7 +169,7 @@ def _single_loop_descent(agg: pd.DataFrame, exp_cfg: dict) -> Verdict:
 
 
 QUADRATIC_PANELS = [
-    Panel("optimization", "hypergrad_norm2", "time", "(a) against wall time", "time [s]", r"$\|\nabla\Psi(x_k)\|^2$"),
+    Panel("optimization", "hypergrad_norm2", "time", "(a) against time", "time [s]", r"$\|\nabla\Psi(x_k)\|^2$"),
     Panel("optimization", "hypergrad_norm2", "function_evals", "(b) against function evaluations",
           "function evaluations (zeroth-order methods)", r"$\|\nabla\Psi(x_k)\|^2$"),
     Panel("optimization", "inner_distance", "time", "(c) inner iterate", "time [s]", r"$\|y_k - y^*(x_k)\|^2$"),
@@ -182,7 +182,7 @@ QUADRATIC = Experiment(
     plot=_plot_panels("ZOBA: stochastic quadratic (specs/zoba.md §6)", QUADRATIC_PANELS),
     claims=(
         Claim("zoba_quadratic/zoba-faster-than-two-loop",
-              "ZOBA reaches each two-loop zeroth-order baseline's final ‖∇Ψ‖² in less wall time: ZMDSBA as the "
+              "ZOBA reaches each two-loop zeroth-order baseline's final ‖∇Ψ‖² in less time: ZMDSBA as the "
               "authors coded it and in its consistent form, and ZDSBA (our reconstruction)",
               SOURCE, _reaches_baseline_faster("hypergrad_norm2", "‖∇Ψ‖²")),
         Claim("zoba_quadratic/hf-zoba-no-more-evaluations",
@@ -524,7 +524,7 @@ ATTACK = Experiment(
     plot=_plot_panels("ZOBA: black-box attack on a trained classifier, ‖P(y)‖∞ ≤ ε (our design, Z-6)", ATTACK_PANELS),
     claims=(
         Claim("zoba_attack/zoba-faster-than-two-loop",
-              "ZOBA reaches the two-loop baseline's (ZMDSBA) final accuracy under attack in less wall time, against "
+              "ZOBA reaches the two-loop baseline's (ZMDSBA) final accuracy under attack in less time, against "
               "ZMDSBA as the authors coded it and in its consistent form",
               SOURCE, _reaches_baseline_faster("accuracy_under_attack", "test accuracy under attack")),
         Claim("zoba_attack/zoba-comparable-at-equal-queries",
