@@ -24,7 +24,7 @@ import torch
 from .methods.online import OnlineMethod
 from .oracle import COUNT_KEYS, Oracle, totals
 from .problems.online import BilevelStream
-from .run import Clock, RunResult, warm_up
+from .run import Clock, RunResult, warm_method, warm_up
 
 
 def projected_gradient(stream: BilevelStream, x: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -57,6 +57,8 @@ def run_online(method: OnlineMethod, stream: BilevelStream, rounds: int, *, seed
     window: deque[Oracle] = deque(maxlen=method.rounds_needed())
     retired = dict.fromkeys(COUNT_KEYS, 0)
     clock = Clock(stream.x0.device)
+    warm_method(method, lambda: method.step([Oracle(stream.round(1, torch.Generator().manual_seed(int(seed) + 7)))],
+                                            method.init(None, stream.x0, stream.y0, seed), stream.project))
     state = method.init(None, stream.x0, stream.y0, seed)
     elapsed, regret, rows, status = 0.0, 0.0, [], "completed"
     for t in range(1, rounds + 1):
