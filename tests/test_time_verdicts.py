@@ -88,3 +88,21 @@ def test_the_cpu_clock_does_not_charge_a_method_for_waiting():
         set_default_clock("auto")
     with pytest.raises(ValueError, match="clock must be one of auto, cpu, wall"):
         Clock(torch.device("cpu"), "sundial")
+
+
+def test_the_scratch_step_runs_once_per_method_class_and_leaves_the_numbers_alone():
+    import bilevel
+    from bilevel.run import _WARM_METHODS, warm_method
+
+    calls = []
+    method = bilevel.methods.make("aid", inner_steps=3, solver="cg", solver_steps=3)
+    _WARM_METHODS.discard(type(method))
+    warm_method(method, lambda: calls.append(1))
+    warm_method(method, lambda: calls.append(1))
+    assert calls == [1]
+    _WARM_METHODS.discard(type(method))
+    problem = bilevel.problems.make("quadratic", dim_inner=5, dim_outer=3, n_samples_inner=64, n_samples_outer=64, seed=0)
+    cold = bilevel.run(method, problem, max_iters=3, seed=2).trace  # pays the scratch step
+    warm = bilevel.run(method, problem, max_iters=3, seed=2).trace
+    cols = [c for c in cold.columns if c != "time"]
+    assert cold[cols].equals(warm[cols]) and type(method) in _WARM_METHODS
