@@ -35,10 +35,14 @@ configfile: DEFAULT_CONFIG
 
 try:
     resolve(config, read_yaml(DEFAULT_CONFIG))
-    validate_schema(config)  # one line naming the key (Snakemake's validate below would print the schema)
+    validate_schema(
+        config
+    )  # one line naming the key (Snakemake's validate below would print the schema)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)  # the defaults
+validate(
+    config, "workflow/schemas/config.schema.yaml", set_default=True
+)  # the defaults
 try:
     check_config(config)
     check_committed(
