@@ -35,14 +35,12 @@ configfile: DEFAULT_CONFIG
 
 try:
     resolve(config, read_yaml(DEFAULT_CONFIG))
-    validate_schema(
-        config
-    )  # one line naming the key (Snakemake's validate below would print the schema)
+    # one line naming the key (Snakemake's validate below would print the whole schema)
+    validate_schema(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-validate(
-    config, "workflow/schemas/config.schema.yaml", set_default=True
-)  # the defaults
+# the schema's defaults (the values were checked above)
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 try:
     check_config(config)
     check_committed(
