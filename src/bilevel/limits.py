@@ -107,10 +107,23 @@ def integer_in(low: int, high: int) -> Callable[[object], str | None]:
     return lambda v: None if is_integer(v) and low <= v <= high else f"must be an integer in [{low}, {high}]"
 
 
-def names_or_none(value) -> str | None:
-    """A callable limit: None or a non-empty list of strings (e.g. dataset splits)."""
-    ok = value is None or (isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, str) for v in value))
-    return None if ok else "must be a non-empty list of names or None"
+def sequence(item: str, requirement: str, length: int | None = None, optional: bool = False):
+    """A callable limit: a non-empty list (of ``length`` items, if given) whose every item meets the limit
+    ``item`` (a kind or an interval); ``optional``: None too. ``requirement`` is the text of a violation."""
+    check = requirement_of(item)[0]
+
+    def test(value) -> str | None:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, (list, tuple)) and bool(value) and (length is None or len(value) == length) \
+            and all(check(v) is None for v in value)
+        return None if ok else requirement
+
+    return test
+
+
+#: None or a non-empty list of names (e.g. dataset splits)
+names_or_none = sequence("string", "must be a non-empty list of names or None", optional=True)
 
 
 def check_values(owner: str, values: Mapping, limits: Mapping[str, Limit]) -> None:

@@ -40,12 +40,16 @@ CLOCKS = ("auto", "cpu", "wall")
 _DEFAULT_CLOCK = ["auto"]
 
 
+def _clock_kind(kind: str) -> str:
+    if kind not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {kind!r}")
+    return kind
+
+
 def set_default_clock(kind: str) -> None:
     """The clock of every :class:`Clock` built without an explicit kind in this process (the workflow sets
     its config key ``clock`` here)."""
-    if kind not in CLOCKS:
-        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {kind!r}")
-    _DEFAULT_CLOCK[0] = kind
+    _DEFAULT_CLOCK[0] = _clock_kind(kind)
 
 
 class Clock:
@@ -53,9 +57,7 @@ class Clock:
     (kernels are asynchronous). ``kind`` None: the process default (:func:`set_default_clock`)."""
 
     def __init__(self, device: torch.device, kind: str | None = None):
-        kind = _DEFAULT_CLOCK[0] if kind is None else kind
-        if kind not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {kind!r}")
+        kind = _DEFAULT_CLOCK[0] if kind is None else _clock_kind(kind)
         if kind == "auto":
             kind = "wall" if device.type == "cuda" else "cpu"
         self.kind = kind

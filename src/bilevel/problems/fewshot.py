@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data
+from ..limits import sequence
 from ..networks import Conv4, ResNet12
 from .base import BilevelProblem
 from .registry import register
@@ -209,26 +210,14 @@ def fit_heads(features: torch.Tensor, labels: torch.Tensor, n_way: int, reg: flo
     return heads
 
 
-def _class_fractions(value) -> str | None:
-    """The limit of ``class_fractions``: three positive numbers (train, val, test)."""
-    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
-        isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in value)
-    return None if ok else "must be three positive numbers (train, val, test)"
-
-
-def _channels(value) -> str | None:
-    """The limit of ``channels``: the four stage widths of ResNet-12, integers >= 1."""
-    ok = isinstance(value, (list, tuple)) and len(value) == 4 and all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in value)
-    return None if ok else "must be four integers >= 1 (the ResNet-12 stage widths)"
-
-
 #: the declared limits of :func:`make_few_shot`'s parameters (:mod:`bilevel.limits`)
-LIMITS = {"dataset": "string", "backbone": ("conv4", "resnet12"), "channels": _channels, "n_way": "at_least_two",
+LIMITS = {"dataset": "string", "backbone": ("conv4", "resnet12"), "n_way": "at_least_two",
+          "channels": sequence("at_least_one", "must be four integers >= 1 (the ResNet-12 stage widths)", 4),
           **dict.fromkeys(("hidden", "side", "in_channels", "k_shot", "n_query", "meta_batch", "eval_tasks",
                            "eval_steps"), "at_least_one"),
           "reg": "nonnegative", "train_tasks": "at_least_one or None", "eval_split": SPLITS,
-          "class_fractions": _class_fractions, "split_seed": "counts", "seed": "counts"}
+          "class_fractions": sequence("positive", "must be three positive numbers (train, val, test)", 3),
+          "split_seed": "counts", "seed": "counts"}
 
 
 class _MetaBatch:

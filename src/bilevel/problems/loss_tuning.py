@@ -35,7 +35,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..limits import names_or_none
+from ..limits import names_or_none, sequence
 from ..networks import ConvNet
 from .base import BilevelProblem
 from .online import BilevelStream
@@ -55,11 +55,6 @@ def _images(dataset: str, splits: list[str] | None):
     return out, ds
 
 
-def _phase_ratios(value) -> str | None:
-    """The limit of ``phase_ratios``: a non-empty list of numbers in (0, 1]."""
-    ok = isinstance(value, (list, tuple)) and bool(value) and all(
-        isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m <= 1 for m in value)
-    return None if ok else "must be a non-empty list of numbers in (0, 1]"
 
 
 def _split_images(what, parts, ds, classes, n_max, n_val, n_test, gen) -> dict:
@@ -162,7 +157,8 @@ def _metrics(net, TX, TY, classes, test_all, test_phase, phase_of, last: dict) -
 
 
 @register("online_loss_tuning", limits={
-    "dataset": "string", "splits": names_or_none, "seed": "counts", "phase_ratios": _phase_ratios,
+    "dataset": "string", "splits": names_or_none, "seed": "counts",
+    "phase_ratios": sequence("(0, 1]", "must be a non-empty list of numbers in (0, 1]"),
     "batch_norm": "boolean", "weight_decay": "nonnegative",
     **dict.fromkeys(("rounds_per_phase", "batch_size", "batch_val", "n_max", "n_val", "n_test", "channels", "layers"),
                     "at_least_one")})
